@@ -1,0 +1,668 @@
+"""Closest flip points (eqs. 1-5), batched, by homotopy (Algorithm 2 with Algorithm 1) or directly.
+
+For each input ``x`` with class ``i`` and a target class ``j`` we solve
+
+    min ||x_hat - x||_w   s.t.   z_i(x_hat) = z_j(x_hat),   z_i(x_hat) >= z_k(x_hat) + margin (k != i, j),
+                                 lower <= x_hat <= upper,    x_hat_f = x_f for fixed features f,
+
+on the logits ``z``.  The inner solver is a sequential quadratic programming method written for
+a batch: at the iterate ``x_c`` it linearises ``c_k = z_i - z_k`` for the target and the most
+threatening other classes, solves the quadratic program
+
+    min 1/2 ||p - x||_w^2   s.t.   c(x_c) + A (p - x_c) = 0 (target) / >= margin (others),  lower <= p <= upper
+
+exactly through its dual (``p(lambda) = clip(x + W^{-1} A^T lambda)``, a projected Newton
+ascent in the few multipliers), and moves along ``p - x_c`` with a line search on the
+``l1`` merit function.  Every problem of the batch carries its own homotopy parameter, so one
+TensorFlow call advances thousands of homotopy paths.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from . import homotopy
+from .jacobian import vjp
+from .params import NetworkParams, forward, network_params
+
+__all__ = ["FlipResult", "STATUS_MESSAGES", "closest_flip_points", "flip_evidence"]
+
+#: Status codes of :class:`FlipResult` and what they mean.
+STATUS_MESSAGES = {
+    -1: "not computed: the target is the source class",
+    0: "flip point: feasible and first-order optimal",
+    1: "flip point: feasible, but the first-order optimality residual is above tolerance",
+    2: "failed: the logit gap |z_i - z_j| is above tolerance",
+    3: "failed: another class's logit is not below z_i = z_j",
+    4: "failed: a bound or a fixed feature is violated",
+    5: "failed: the network output is not finite",
+}
+
+
+@dataclass
+class FlipResult:
+    """Flip points and their evidence, in the spirit of ``scipy.optimize.OptimizeResult``.
+
+    Every array has one entry per input (shape ``(n,)``), or per input and target class
+    (``(n, r)``) when several targets were asked for; ``x`` has a trailing feature axis.
+
+    Attributes
+    ----------
+    x : ndarray
+        The flip points ``x_hat``.
+    distance : ndarray
+        ``||x_hat - x||_w`` (2-norm, weighted by ``feature_weights`` if given); ``inf`` where
+        nothing was computed.
+    success : ndarray of bool
+        True only when the logit gap is below ``gap_tol * max(1, |z_i|)``, every other logit is
+        below ``z_i`` by more than that tolerance, and every bound and fixed feature holds.
+    status : ndarray of int
+        See :data:`STATUS_MESSAGES`.
+    message : ndarray of str
+        The status in words.
+    source, target : ndarray of int
+        Classes ``i`` and ``j``.
+    logit_gap : ndarray
+        ``|z_i(x_hat) - z_j(x_hat)|`` on the original network.
+    min_margin : ndarray
+        ``min_k z_i(x_hat) - z_k(x_hat)`` over the other classes (``inf`` with two classes).
+    bound_violation : ndarray
+        Largest violation of a bound or of a fixed feature (0 when all hold).
+    optimality : ndarray
+        Relative first-order optimality residual: the part of ``W (x_hat - x)`` outside the
+        cone of the active constraint gradients, divided by ``||W (x_hat - x)||``.
+    n_jacobian_evals : ndarray of int
+        Jacobian evaluations (batched reverse passes) spent on the point.
+    n_homotopy_steps : ndarray of int
+        Accepted homotopy steps (0 for ``method="direct"``).
+    method : str
+    """
+
+    x: np.ndarray
+    distance: np.ndarray
+    success: np.ndarray
+    status: np.ndarray
+    message: np.ndarray
+    source: np.ndarray
+    target: np.ndarray
+    logit_gap: np.ndarray
+    min_margin: np.ndarray
+    bound_violation: np.ndarray
+    optimality: np.ndarray
+    n_jacobian_evals: np.ndarray
+    n_homotopy_steps: np.ndarray
+    method: str = "homotopy"
+
+    def _per_point_fields(self):
+        return [f.name for f in fields(self) if f.name != "method"]
+
+    def closest(self) -> "FlipResult":
+        """Per input, the nearest successful flip point over the target axis.
+
+        Inputs with no successful flip point get their first failed attempt (``success=False``).
+        """
+        if self.distance.ndim == 1:
+            return self
+        d = np.where(self.success, self.distance, np.inf)
+        best = np.argmin(d, axis=1)
+        none = ~np.any(self.success, axis=1)
+        attempted = self.status != -1
+        best = np.where(none, np.argmax(attempted, axis=1), best)
+        rows = np.arange(len(best))
+        picked = {name: getattr(self, name)[rows, best] for name in self._per_point_fields()}
+        return FlipResult(**picked, method=self.method)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The evidence as a DataFrame, one row per (input, target) problem."""
+        cols = [n for n in self._per_point_fields() if n != "x"]
+        data = {n: np.asarray(getattr(self, n)).reshape(-1) for n in cols}
+        frame = pd.DataFrame(data)
+        if self.distance.ndim == 2:
+            frame.insert(0, "input", np.repeat(np.arange(self.distance.shape[0]), self.distance.shape[1]))
+        else:
+            frame.insert(0, "input", np.arange(len(frame)))
+        return frame
+
+    def summary(self) -> pd.Series:
+        """Success rate, status counts and distance quartiles of the computed problems."""
+        done = self.status != -1
+        d = self.distance[done & self.success]
+        out = {"problems": int(done.sum()), "success rate": float(self.success[done].mean()) if done.any() else math.nan}
+        for code in sorted(set(np.unique(self.status[done]).tolist())):
+            out[f"status {code}"] = int(np.sum(self.status[done] == code))
+        if d.size:
+            out.update({"distance median": float(np.median(d)), "distance max": float(d.max())})
+        out["max logit gap (successes)"] = float(self.logit_gap[done & self.success].max()) if d.size else math.nan
+        return pd.Series(out)
+
+    def __repr__(self) -> str:
+        shape = self.distance.shape
+        done = self.status != -1
+        rate = self.success[done].mean() if done.any() else math.nan
+        return f"FlipResult(method={self.method!r}, problems={shape}, success rate={rate:.4f})"
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------
+
+
+def _as_matrix(name: str, value, n: int, d: int, default: float) -> np.ndarray:
+    if value is None:
+        return np.full((n, d), default)
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full((n, d), float(arr))
+    elif arr.shape == (d,):
+        arr = np.broadcast_to(arr, (n, d)).copy()
+    elif arr.shape != (n, d):
+        raise ValueError(f"{name} must be a scalar, shape ({d},) or ({n}, {d}); got {arr.shape}")
+    if np.any(np.isnan(arr)):
+        raise ValueError(f"{name} holds NaN values")
+    return arr
+
+
+def _check_inputs(params: NetworkParams, x, lower, upper, fixed, feature_weights):
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != params.n_features:
+        raise ValueError(f"x must have shape (n, {params.n_features}) for this network, got {np.shape(x)}")
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
+    x = x.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"x holds NaN or inf values (first at input {bad[0]}, feature {bad[1]})")
+    n, d = x.shape
+    lo = _as_matrix("lower", lower, n, d, -np.inf)
+    hi = _as_matrix("upper", upper, n, d, np.inf)
+    if np.any(lo > hi):
+        raise ValueError("lower exceeds upper for some feature")
+    outside = (x < lo) | (x > hi)
+    if np.any(outside):
+        i, f = np.argwhere(outside)[0]
+        raise ValueError(
+            f"input {i} lies outside its bounds at feature {f}: {x[i, f]} not in [{lo[i, f]}, {hi[i, f]}] "
+            f"({int(outside.any(axis=1).sum())} inputs are outside)"
+        )
+    if fixed is not None:
+        mask = np.asarray(fixed)
+        if mask.dtype != bool:
+            raise TypeError(f"fixed must be a boolean mask, got dtype {mask.dtype}")
+        mask = np.broadcast_to(mask, (n, d)) if mask.shape in ((d,), (n, d)) else None
+        if mask is None:
+            raise ValueError(f"fixed must have shape ({d},) or ({n}, {d}), got {np.shape(fixed)}")
+        lo = np.where(mask, x, lo)
+        hi = np.where(mask, x, hi)
+    w = np.ones(d) if feature_weights is None else np.asarray(feature_weights, dtype=np.float64)
+    if w.shape != (d,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError(f"feature_weights must be {d} positive finite numbers")
+    return x, lo, hi, w
+
+
+def _check_classes(params: NetworkParams, x: np.ndarray, target, source):
+    n, n_classes = len(x), params.n_classes
+    logits = forward(params, x).logits.numpy()
+    if not np.all(np.isfinite(logits)):
+        raise ValueError("the network output is not finite at some input")
+    if source is None:
+        src = np.argmax(logits, axis=1)
+    else:
+        src = np.broadcast_to(np.asarray(source), (n,)).astype(np.int64)
+        if np.any((src < 0) | (src >= n_classes)):
+            raise ValueError(f"source classes must lie in [0, {n_classes}), got {np.unique(src)}")
+    all_targets = isinstance(target, str)
+    if all_targets:
+        if target != "all":
+            raise ValueError(f"target must be a class index, an array of class indices or 'all', got {target!r}")
+        tgt = np.broadcast_to(np.arange(n_classes), (n, n_classes))
+    else:
+        arr = np.asarray(target)
+        if not np.issubdtype(arr.dtype, np.integer):
+            if arr.size and np.all(np.mod(arr, 1) == 0):
+                arr = arr.astype(np.int64)
+            else:
+                raise TypeError(f"target must hold integer class indices, got dtype {arr.dtype}")
+        if arr.ndim == 0:
+            tgt = np.full((n, 1), int(arr))
+        elif arr.shape == (n,):
+            tgt = arr[:, None]
+        elif arr.ndim == 2 and arr.shape[0] == n:
+            tgt = arr
+        else:
+            raise ValueError(f"target must be a scalar, shape ({n},), shape ({n}, r) or 'all'; got {arr.shape}")
+        if np.any((tgt < 0) | (tgt >= n_classes)):
+            raise ValueError(f"target classes must lie in [0, {n_classes}), got {np.unique(tgt)}")
+        same = tgt == src[:, None]
+        if np.any(same):
+            i = int(np.argwhere(same)[0, 0])
+            raise ValueError(
+                f"target equals the source class (i == j == {int(src[i])}) for input {i}; a flip point needs "
+                "two different classes (use target='all' to skip the source automatically)"
+            )
+    return src, np.asarray(tgt, dtype=np.int64), all_targets or (np.ndim(target) == 2)
+
+
+# --------------------------------------------------------------------------------------------
+# The inner solver: one SQP step for a batch of problems
+# --------------------------------------------------------------------------------------------
+
+
+def _constraint_values(logits, src, tgt, margin):
+    """``c_k = z_i - z_k`` and the l1 violation of ``c_j = 0``, ``c_k >= margin``."""
+    n_classes = logits.shape[1]
+    zi = tf.gather(logits, src, axis=1, batch_dims=1)
+    c = zi[:, None] - logits
+    is_tgt = tf.one_hot(tgt, n_classes, dtype=tf.float64)
+    ineq = 1.0 - tf.one_hot(src, n_classes, dtype=tf.float64) - is_tgt
+    gap = tf.abs(tf.reduce_sum(c * is_tgt, axis=1))
+    shortfall = tf.reduce_sum(ineq * tf.nn.relu(margin - c), axis=1)
+    min_other = tf.reduce_min(tf.where(ineq > 0, c, tf.constant(math.inf, tf.float64)), axis=1)
+    return c, gap, gap + shortfall, min_other, tf.abs(zi)
+
+
+def _dual_qp(A, b, x0, lo, hi, w, is_eq, n_iter: int):
+    """Solve ``min 1/2 ||p - x0||_w^2  s.t.  A_eq p = b_eq,  A_in p >= b_in,  lo <= p <= hi``.
+
+    Projected Newton ascent on the concave dual
+    ``theta(lam) = min_{lo<=p<=hi} 1/2 ||p - x0||_w^2 - lam^T (A p - b)`` with ``lam_in >= 0``,
+    whose minimiser is ``p(lam) = clip(x0 + W^{-1} A^T lam, lo, hi)`` and whose gradient is
+    ``b - A p(lam)``.  Returns ``p`` and ``lam``.
+    """
+    n_rows = A.shape[1]
+    eye = tf.eye(n_rows, dtype=tf.float64)[None]
+    lam = tf.zeros_like(b)
+    ineq = tf.logical_not(is_eq)[None, :]
+
+    def primal(lam_):
+        q = x0 + tf.einsum("nr,nrd->nd", lam_, A) / w
+        return q, tf.clip_by_value(q, lo, hi)
+
+    def dual_value(lam_):
+        _, p_ = primal(lam_)
+        return 0.5 * tf.reduce_sum(w * tf.square(p_ - x0), axis=1) - tf.reduce_sum(
+            lam_ * (tf.einsum("nrd,nd->nr", A, p_) - b), axis=1
+        )
+
+    for _ in range(n_iter):
+        q, p = primal(lam)
+        free = tf.cast((q > lo) & (q < hi), tf.float64)
+        grad = b - tf.einsum("nrd,nd->nr", A, p)
+        hess = tf.einsum("nrd,nsd->nrs", A * (free / w)[:, None, :], A)
+        binding = ineq & (lam <= 0.0) & (grad < 0.0)
+        keep = tf.cast(tf.logical_not(binding), tf.float64)
+        keep2 = keep[:, :, None] * keep[:, None, :]
+        reg = 1e-13 * (tf.linalg.trace(hess)[:, None, None] + 1e-300)
+        reduced = keep2 * hess + (1.0 - keep2) * eye + reg * eye
+        step = tf.linalg.solve(reduced, (keep * grad)[:, :, None])[:, :, 0]
+        base = dual_value(lam)
+        slope = tf.reduce_sum(grad * step, axis=1)
+        alpha = tf.ones_like(base)
+        accepted = tf.zeros_like(base, dtype=tf.bool)
+        new_lam = lam
+        for _ in range(8):
+            trial = lam + alpha[:, None] * step
+            trial = tf.where(ineq, tf.maximum(trial, 0.0), trial)
+            ok = dual_value(trial) >= base + 1e-4 * alpha * slope - 1e-12 * tf.abs(base)
+            take = ok & tf.logical_not(accepted)
+            new_lam = tf.where(take[:, None], trial, new_lam)
+            accepted = accepted | ok
+            alpha = tf.where(accepted, alpha, 0.5 * alpha)
+        lam = new_lam
+    return primal(lam)[1], lam
+
+
+def _make_sqp_step(params: NetworkParams, n_rows: int, dual_iter: int, line_search: int):
+    n_classes = params.n_classes
+    is_eq = tf.constant([True] + [False] * (n_rows - 1))
+    row_margin_mask = tf.constant([0.0] + [1.0] * (n_rows - 1), tf.float64)
+
+    def merit(x, x0, w, scales, bias, src, tgt, margin, mu):
+        fwd = forward(params, x, scales=scales, output_bias=bias)
+        _, gap, violation, min_other, zi = _constraint_values(fwd.logits, src, tgt, margin)
+        return 0.5 * tf.reduce_sum(w * tf.square(x - x0), axis=1) + mu * violation, gap, min_other, zi
+
+    @tf.function(reduce_retracing=True)
+    def step(x, x0, lo, hi, w, src, tgt, scales, bias, mu, margin):
+        fwd = forward(params, x, scales=scales, output_bias=bias)
+        c, gap, violation, min_other, zi = _constraint_values(fwd.logits, src, tgt, margin)
+        if n_rows > 1:
+            ineq = 1.0 - tf.one_hot(src, n_classes, dtype=tf.float64) - tf.one_hot(tgt, n_classes, dtype=tf.float64)
+            threat = tf.where(ineq > 0, c, tf.constant(math.inf, tf.float64))
+            _, others = tf.math.top_k(-threat, k=n_rows - 1)
+            rows = tf.concat([tgt[:, None], tf.cast(others, tgt.dtype)], axis=1)
+        else:
+            rows = tgt[:, None]
+        seeds = tf.one_hot(src, n_classes, dtype=tf.float64)[:, None, :] - tf.one_hot(rows, n_classes, dtype=tf.float64)
+        A = vjp(params, fwd, seeds)
+        c_rows = tf.gather(c, rows, axis=1, batch_dims=1)
+        b = tf.einsum("nrd,nd->nr", A, x) - c_rows + margin * row_margin_mask
+        p, lam = _dual_qp(A, b, x0, lo, hi, w, is_eq, dual_iter)
+        d = p - x
+        mu_new = tf.maximum(mu, 2.0 * tf.reduce_max(tf.abs(lam), axis=1) + 1e-8)
+        phi0 = 0.5 * tf.reduce_sum(w * tf.square(x - x0), axis=1) + mu_new * violation
+        slope = tf.reduce_sum(w * (x - x0) * d, axis=1) - mu_new * violation
+        alpha = tf.ones_like(phi0)
+        accepted = tf.zeros_like(phi0, dtype=tf.bool)
+        x_new, gap_new, other_new, zi_new = x, gap, min_other, zi
+        for _ in range(line_search):
+            trial = tf.clip_by_value(x + alpha[:, None] * d, lo, hi)
+            phi, g_t, o_t, z_t = merit(trial, x0, w, scales, bias, src, tgt, margin, mu_new)
+            ok = phi <= phi0 + 1e-4 * alpha * tf.minimum(slope, 0.0)
+            take = ok & tf.logical_not(accepted)
+            x_new = tf.where(take[:, None], trial, x_new)
+            gap_new = tf.where(take, g_t, gap_new)
+            other_new = tf.where(take, o_t, other_new)
+            zi_new = tf.where(take, z_t, zi_new)
+            accepted = accepted | ok
+            alpha = tf.where(accepted, alpha, 0.5 * alpha)
+        step_norm = tf.sqrt(tf.reduce_sum(w * tf.square(d), axis=1))
+        return x_new, gap_new, other_new, zi_new, step_norm, mu_new, accepted
+
+    return step
+
+
+# --------------------------------------------------------------------------------------------
+# Evidence, measured on the original network independently of the solver's path
+# --------------------------------------------------------------------------------------------
+
+
+def flip_evidence(model, x, x_hat, source, target, *, lower=None, upper=None, fixed=None,
+                  feature_weights=None, margin: float = 1e-3, active_tol: float = 1e-6) -> dict:
+    """Measure how well ``x_hat`` solves eqs. 1-5 for ``x`` on the original network.
+
+    Parameters
+    ----------
+    model : keras.Model or NetworkParams
+    x, x_hat : ndarray, shape (n, n_features)
+    source, target : ndarray of int, shape (n,)
+    lower, upper, fixed, feature_weights, margin
+        As for :func:`closest_flip_points`.
+    active_tol : float
+        An inequality counts as active when ``z_i - z_k <= margin + active_tol``; a bound
+        when the feature lies within ``active_tol`` (relative) of it.
+
+    Returns
+    -------
+    dict of ndarray
+        ``logit_gap``, ``z_source`` (``|z_i|``), ``min_margin``, ``bound_violation``,
+        ``optimality``, ``distance`` and ``finite``.
+    """
+    params = network_params(model)
+    x, lo, hi, w = _check_inputs(params, x, lower, upper, fixed, feature_weights)
+    x_hat = np.asarray(x_hat, dtype=np.float64).reshape(x.shape)
+    src = np.asarray(source, dtype=np.int64).reshape(-1)
+    tgt = np.asarray(target, dtype=np.int64).reshape(-1)
+    out = {k: [] for k in ("logit_gap", "z_source", "min_margin", "optimality", "finite")}
+    for start in range(0, len(x), 2048):
+        sl = slice(start, start + 2048)
+        xh = tf.constant(x_hat[sl])
+        fwd = forward(params, xh)
+        c, gap, _, min_other, zi = _constraint_values(fwd.logits, tf.constant(src[sl]), tf.constant(tgt[sl]), 0.0)
+        eye = tf.eye(params.n_classes, dtype=tf.float64)
+        seeds = tf.one_hot(src[sl], params.n_classes, dtype=tf.float64)[:, None, :] - eye[None]
+        A = vjp(params, fwd, seeds).numpy()  # rows: grad(z_i - z_k) for every k
+        c = c.numpy()
+        n_sl = len(A)
+        active = (c <= margin + active_tol) & (np.arange(params.n_classes)[None] != src[sl, None])
+        active[np.arange(n_sl), tgt[sl]] = True
+        g = w * (x_hat[sl] - x[sl])
+        scale = np.maximum(np.abs(x_hat[sl]), 1.0) * active_tol
+        at_lo = x_hat[sl] <= lo[sl] + scale
+        at_hi = x_hat[sl] >= hi[sl] - scale
+        free = ~(at_lo | at_hi)
+        opt = np.empty(n_sl)
+        for r in range(n_sl):
+            rows = A[r, active[r]]  # (a, d)
+            coef, *_ = np.linalg.lstsq((rows * free[r]).T, g[r] * free[r], rcond=None)
+            resid = g[r] - rows.T @ coef
+            resid = np.where(free[r], resid, 0.0) + np.where(at_lo[r], np.minimum(resid, 0.0), 0.0) + np.where(
+                at_hi[r] & ~at_lo[r], np.maximum(resid, 0.0), 0.0
+            )
+            opt[r] = np.linalg.norm(resid) / max(np.linalg.norm(g[r]), 1e-300)
+        out["logit_gap"].append(gap.numpy())
+        out["z_source"].append(zi.numpy())
+        out["min_margin"].append(min_other.numpy())
+        out["optimality"].append(opt)
+        out["finite"].append(np.all(np.isfinite(fwd.logits.numpy()), axis=1) & np.all(np.isfinite(x_hat[sl]), axis=1))
+    result = {k: np.concatenate(v) for k, v in out.items()}
+    result["bound_violation"] = np.max(np.maximum(np.maximum(lo - x_hat, x_hat - hi), 0.0), axis=1)
+    result["distance"] = np.sqrt(np.sum(w * (x_hat - x) ** 2, axis=1))
+    return result
+
+
+def _status(ev: dict, gap_tol: float, opt_tol: float) -> np.ndarray:
+    tol = gap_tol * np.maximum(1.0, ev["z_source"])
+    status = np.where(ev["optimality"] <= opt_tol, 0, 1)
+    status = np.where(ev["bound_violation"] > 0, 4, status)
+    status = np.where(ev["min_margin"] <= tol, 3, status)
+    status = np.where(~(ev["logit_gap"] <= tol), 2, status)
+    return np.where(ev["finite"], status, 5)
+
+
+# --------------------------------------------------------------------------------------------
+# The driver: Algorithm 2 (uniform or adaptive steps) around the inner solver
+# --------------------------------------------------------------------------------------------
+
+
+def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau, margin, max_iter,
+                 inner_iter, path_tol, gap_tol, xtol, n_rows, dual_iter, line_search, step_fn):
+    n = len(x0)
+    x0_t = tf.constant(x0)
+    src_t, tgt_t = tf.constant(src), tf.constant(tgt)
+    if method == "direct":
+        start = homotopy.original(params, n)
+        t_try = np.ones(n)
+    else:
+        if params.activation == "erf":
+            scales = homotopy.transform_erf(params, x0_t, tau)
+        else:
+            scales = homotopy.transform_prelu(params, x0_t, tau)
+        logits = forward(params, x0_t, scales=scales).logits
+        bias = params.biases[-1] + homotopy.flip_bias(logits, src_t, tgt_t, margin)
+        start = homotopy.HomotopyStart(scales=scales, output_bias=bias)
+        t_try = np.full(n, 1.0 / eta)
+    t = np.zeros(n)
+    h = t_try.copy()
+    x = x0.copy()
+    x_saved = x0.copy()
+    mu = np.ones(n)
+    stage_iter = np.zeros(n, dtype=np.int64)
+    n_jac = np.zeros(n, dtype=np.int64)
+    steps = np.zeros(n, dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+    h_min = 1.0 / (eta * 2.0**8)
+    for _ in range(max_iter + 2 * eta * inner_iter * (1 + 8 * adaptive)):
+        act = np.flatnonzero(~done)
+        if act.size == 0:
+            break
+        sub = homotopy.HomotopyStart(
+            scales=[tf.gather(s, act) for s in start.scales], output_bias=tf.gather(start.output_bias, act)
+        )
+        scales_t, bias_t = homotopy.interpolate(params, sub, t_try[act])
+        out = step_fn(
+            tf.constant(x[act]), tf.gather(x0_t, act), tf.constant(lo[act]), tf.constant(hi[act]),
+            tf.constant(w[act]), tf.gather(src_t, act), tf.gather(tgt_t, act), scales_t, bias_t,
+            tf.constant(mu[act]), tf.constant(margin, tf.float64),
+        )
+        x_new, gap, min_other, zi, step_norm, mu_new, _ = (v.numpy() for v in out)
+        x[act] = x_new
+        mu[act] = mu_new
+        n_jac[act] += 1
+        stage_iter[act] += 1
+        dist = np.sqrt(np.sum(w[act] * (x_new - x0[act]) ** 2, axis=1))
+        small = step_norm <= xtol * np.maximum(dist, 1e-12)
+        final = t_try[act] >= 1.0
+        tol = np.maximum(1.0, zi)
+        feasible_path = (gap <= path_tol * tol) & (min_other > 0)
+        feasible_tight = (gap <= 0.1 * gap_tol * tol) & (min_other > gap_tol * tol)
+        # Final stage (the original network): stop when feasible and the step has vanished.
+        finished = final & ((feasible_tight & small) | (stage_iter[act] >= max_iter))
+        done[act[finished]] = True
+        # Homotopy stages: accept a step once its flip point is found, retreat if it is not.
+        stage_over = ~final & ((feasible_path & (small | (stage_iter[act] >= inner_iter))) | (stage_iter[act] >= inner_iter))
+        accept = stage_over & (feasible_path | ~adaptive)
+        reject = stage_over & ~accept
+        a_idx, r_idx = act[accept], act[reject]
+        t[a_idx] = t_try[a_idx]
+        x_saved[a_idx] = x[a_idx]
+        steps[a_idx] += 1
+        if adaptive:
+            h[a_idx] = np.minimum(2.0 * h[a_idx], 1.0 - t[a_idx])
+            h[r_idx] = 0.5 * h[r_idx]
+            x[r_idx] = x_saved[r_idx]
+            # Too many retreats: give up the path and finish on the original network from the last flip point.
+            give_up = r_idx[h[r_idx] < h_min]
+            t[give_up] = 1.0
+        moved = np.concatenate([a_idx, r_idx])
+        t_try[moved] = np.where(1.0 - (t[moved] + h[moved]) <= 1e-12, 1.0, np.minimum(1.0, t[moved] + h[moved]))
+        stage_iter[moved] = 0
+    return x, n_jac, steps
+
+
+def closest_flip_points(
+    model,
+    x,
+    target,
+    *,
+    source=None,
+    lower=None,
+    upper=None,
+    fixed=None,
+    feature_weights=None,
+    method: str = "homotopy",
+    eta: int = 4,
+    adaptive: bool = True,
+    tau: float | None = None,
+    margin: float = 1e-3,
+    max_iter: int = 300,
+    inner_iter: int = 20,
+    path_tol: float = 1e-4,
+    gap_tol: float = 1e-6,
+    xtol: float = 1e-7,
+    opt_tol: float = 1e-3,
+    n_rows: int = 3,
+    batch_size: int = 4096,
+    progress: bool = False,
+) -> FlipResult:
+    """Closest flip points of a batch of inputs (eqs. 1-5) by homotopy (Algorithm 2) or directly.
+
+    Parameters
+    ----------
+    model : keras.Model or NetworkParams
+        An erf network (:func:`fliplib.erf_network`) or a PReLU network.
+    x : array_like, shape (n, n_features) or (n_features,)
+        The inputs.
+    target : int, array of shape (n,) or (n, r), or "all"
+        Class ``j`` per input.  With ``"all"`` every class is a target and the results gain a
+        class axis; the source class's entries are marked ``status=-1``, ``distance=inf``.
+    source : int or array of shape (n,), optional
+        Class ``i`` per input; default the predicted class.
+    lower, upper : float or array of shape (n_features,) or (n, n_features), optional
+        Box bounds (eq. 5).  Every input must lie within them.
+    fixed : bool array of shape (n_features,) or (n, n_features), optional
+        Features that may not move.
+    feature_weights : array of shape (n_features,), optional
+        Positive weights ``w`` of the distance ``sqrt(sum w (x_hat - x)^2)``.
+    method : {"homotopy", "direct"}
+        ``"homotopy"``: Algorithm 1 transforms the network per input (tau), Algorithm 2 walks it
+        back (for PReLU networks, Algorithms F2-F3).  ``"direct"``: the inner solver on the
+        original network from ``x`` (eta = 1 in the paper).
+    eta : int
+        Number of uniform homotopy steps; with ``adaptive`` the first step is ``1/eta``.
+    adaptive : bool
+        App. D.5: a step whose flip point is not found within ``inner_iter`` iterations is
+        retreated from and halved; a successful step doubles the next one.
+    tau : float, optional
+        Lower bound on neuron slopes in Algorithm 1 (default 1e-5 for erf networks; for PReLU
+        the slope ``alpha^h`` of Algorithm F2, default 0.5).
+    margin : float
+        Inequality margin: ``z_i >= z_k + margin`` for the other classes (logit units).
+    max_iter : int
+        Iterations on the original network (the final homotopy stage, or all of ``"direct"``).
+    inner_iter : int
+        Iterations per intermediate homotopy step.
+    path_tol : float
+        Relative logit gap at which an intermediate flip point counts as found.
+    gap_tol : float
+        Success needs ``|z_i - z_j| <= gap_tol * max(1, |z_i|)`` (100x tighter than the authors' 1e-4).
+    xtol : float
+        The solver stops when its step is below ``xtol`` times the distance.
+    opt_tol : float
+        Status 0 needs the relative optimality residual below this; above it, status 1.
+    n_rows : int
+        Constraints linearised per iteration: the target and the ``n_rows - 1`` other classes
+        closest to winning.
+    batch_size : int
+        Problems solved together.
+    progress : bool
+        Show a progress bar over batches.
+
+    Returns
+    -------
+    FlipResult
+    """
+    params = network_params(model)
+    if method not in ("homotopy", "direct"):
+        raise ValueError(f"method must be 'homotopy' or 'direct', got {method!r}")
+    if not (isinstance(eta, (int, np.integer)) and eta >= 1):
+        raise ValueError(f"eta must be a positive integer, got {eta!r}")
+    if not margin > 0:
+        raise ValueError(f"margin must be positive, got {margin}")
+    if tau is None:
+        tau = 1e-5 if params.activation == "erf" else 0.5
+    x, lo, hi, w = _check_inputs(params, x, lower, upper, fixed, feature_weights)
+    src, tgt, keep_axis = _check_classes(params, x, target, source)
+    n, r = tgt.shape
+    pairs_in, pairs_t = np.nonzero(tgt != src[:, None])
+    flat_t = tgt[pairs_in, pairs_t]
+    rows = max(1, min(n_rows, params.n_classes - 1))
+    step_fn = _make_sqp_step(params, rows, dual_iter=12, line_search=12)
+    x_hat = np.empty((len(pairs_in), params.n_features))
+    n_jac = np.zeros(len(pairs_in), dtype=np.int64)
+    steps = np.zeros(len(pairs_in), dtype=np.int64)
+    batches = range(0, len(pairs_in), batch_size)
+    for start in tqdm(batches, desc="flip points", disable=not progress or len(batches) < 2):
+        sl = slice(start, start + batch_size)
+        idx = pairs_in[sl]
+        x_hat[sl], n_jac[sl], steps[sl] = _solve_batch(
+            params, x[idx], lo[idx], hi[idx], np.broadcast_to(w, (len(idx), len(w))), src[idx], flat_t[sl],
+            method=method, eta=int(eta), adaptive=adaptive, tau=tau, margin=margin, max_iter=max_iter,
+            inner_iter=inner_iter, path_tol=path_tol, gap_tol=gap_tol, xtol=xtol, n_rows=rows,
+            dual_iter=12, line_search=12, step_fn=step_fn,
+        )
+    ev = flip_evidence(params, x[pairs_in], x_hat, src[pairs_in], flat_t, lower=lo[pairs_in], upper=hi[pairs_in],
+                       feature_weights=w, margin=margin)
+    status = _status(ev, gap_tol, opt_tol)
+
+    def scatter(values, fill, dtype=None):
+        arr = np.full((n, r) + np.shape(values)[1:], fill, dtype=dtype or np.asarray(values).dtype)
+        arr[pairs_in, pairs_t] = values
+        return arr
+
+    result = FlipResult(
+        x=scatter(x_hat, np.nan),
+        distance=scatter(ev["distance"], np.inf),
+        success=scatter(status <= 1, False),
+        status=scatter(status, -1),
+        message=scatter(np.array([STATUS_MESSAGES[s] for s in status], dtype=object), STATUS_MESSAGES[-1], object),
+        source=np.repeat(src[:, None], r, axis=1),
+        target=tgt.copy(),
+        logit_gap=scatter(ev["logit_gap"], np.nan),
+        min_margin=scatter(ev["min_margin"], np.nan),
+        bound_violation=scatter(ev["bound_violation"], np.nan),
+        optimality=scatter(ev["optimality"], np.nan),
+        n_jacobian_evals=scatter(n_jac, 0),
+        n_homotopy_steps=scatter(steps, 0),
+        method=method,
+    )
+    if keep_axis:
+        return result
+    return FlipResult(**{name: getattr(result, name)[:, 0] for name in result._per_point_fields()}, method=method)

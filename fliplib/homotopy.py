@@ -1,0 +1,182 @@
+"""The homotopy transformation of a network (Algorithms 1 and F2) and its path (Algorithms 2 and F3).
+
+Algorithm 1 widens the erf of every hidden layer so that, at the input ``x``, every neuron's
+slope lies between ``tau`` and 1 (no vanishing or exploding gradients), and moves the output
+bias so that ``x`` itself becomes a flip point (line 13).  Algorithm 2 then walks the network
+back to its original form, ``theta(t) = theta^h + t (theta^N - theta^h)`` for ``t`` from 0 to 1,
+solving for the closest flip point at each step from the previous one.  Everything here is
+per sample: each point of a batch has its own transformed network.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from .model import ERF_SLOPE
+from .params import NetworkParams
+
+__all__ = ["HomotopyStart", "erf_gamma", "transform_erf", "transform_prelu", "flip_bias", "interpolate", "original"]
+
+
+@dataclass(frozen=True)
+class HomotopyStart:
+    """The transformed ("easy") networks ``N^h`` of a batch, one per sample.
+
+    Attributes
+    ----------
+    scales : list of tf.Tensor
+        Per hidden layer ``(n, n_k)``: ``sigma^h`` (erf, per neuron) or ``alpha^h`` (PReLU, ``(n, 1)``).
+    output_bias : tf.Tensor, shape (n, n_classes)
+        ``b^{h(m)}`` that makes each ``x`` a flip point of ``N^h``.
+    """
+
+    scales: list
+    output_bias: tf.Tensor
+
+
+def erf_gamma(tau: float) -> float:
+    """``gamma = sqrt(log(2 / (tau sqrt(pi))))`` of Algorithm 1, line 1: ``erf'(gamma) = tau``."""
+    if not 0 < tau < ERF_SLOPE:
+        raise ValueError(f"tau must lie in (0, 2/sqrt(pi)), got {tau}")
+    return math.sqrt(math.log(ERF_SLOPE / tau))
+
+
+def transform_erf(params: NetworkParams, x: tf.Tensor, tau: float) -> list:
+    """Per-sample widths ``sigma^h`` of Algorithm 1, lines 1-12.
+
+    For each hidden layer ``k`` (first to last), with ``c = y^{(k-1)} W_k + b_k`` computed
+    through the already transformed layers,
+    ``sigma^h_k = max(2/sqrt(pi), ||c||_inf / gamma)`` (line 4); when that exceeds
+    ``2/(tau sqrt(pi))`` the width is set per neuron, ``max(2/sqrt(pi), |c_t| / gamma)``
+    (lines 5-10).
+
+    Returns
+    -------
+    list of tf.Tensor
+        ``sigma^h`` per hidden layer, shape ``(n, n_k)`` (per neuron; uniform rows where line 4 sufficed).
+    """
+    if params.activation != "erf":
+        raise ValueError("transform_erf needs an erf network; use transform_prelu for PReLU")
+    gamma = erf_gamma(tau)
+    ceiling = ERF_SLOPE / tau
+    y = tf.convert_to_tensor(x, tf.float64)
+    sigmas = []
+    for w, b in zip(params.weights[:-1], params.biases[:-1]):
+        c = y @ w + b
+        uniform = tf.maximum(ERF_SLOPE, tf.reduce_max(tf.abs(c), axis=1, keepdims=True) / gamma)
+        per_neuron = tf.maximum(ERF_SLOPE, tf.abs(c) / gamma)
+        sigma = tf.where(uniform > ceiling, per_neuron, tf.broadcast_to(uniform, tf.shape(c)))
+        sigmas.append(sigma)
+        y = tf.math.erf(c / sigma)
+    return sigmas
+
+
+def transform_prelu(params: NetworkParams, x: tf.Tensor, tau: float) -> list:
+    """Per-sample slopes ``alpha^h`` of Algorithm F2, lines 1-8.
+
+    A layer in which some neuron is inactive at ``x`` (a negative pre-activation; our reading
+    of the test ``||-y W - b||_inf > 0`` of line 4) gets the slope ``tau``; the others keep
+    their own ``alpha``.
+
+    Returns
+    -------
+    list of tf.Tensor, each ``(n, 1)``
+    """
+    if params.activation != "prelu":
+        raise ValueError("transform_prelu needs a PReLU network")
+    y = tf.convert_to_tensor(x, tf.float64)
+    alphas = []
+    for w, b, alpha in zip(params.weights[:-1], params.biases[:-1], params.scales):
+        c = y @ w + b
+        has_negative = tf.reduce_any(c < 0, axis=1, keepdims=True)
+        a = tf.where(has_negative, tf.constant(tau, tf.float64), tf.constant(alpha, tf.float64))
+        alphas.append(a)
+        y = tf.where(c >= 0, c, a * c)
+    return alphas
+
+
+def flip_bias(logits: tf.Tensor, source: tf.Tensor, target: tf.Tensor, margin: float) -> tf.Tensor:
+    """Closed-form solution of the QP of Algorithm 1, line 13.
+
+    ``min ||delta||_2`` such that the logits ``u + delta`` satisfy ``(u + delta)_i = (u + delta)_j``
+    and ``(u + delta)_i >= (u + delta)_l + margin`` for every other class ``l``.
+
+    Derivation: with the common value ``v = (u + delta)_i``, the cheapest ``delta`` is
+    ``delta_i = v - u_i``, ``delta_j = v - u_j`` and ``delta_l = min(0, v - margin - u_l)``, so
+    ``v`` minimises the convex piecewise quadratic
+    ``(u_i - v)^2 + (u_j - v)^2 + sum_l max(0, u_l + margin - v)^2``.  Its stationarity
+    condition gives ``v = (u_i + u_j + sum_{l in S} (u_l + margin)) / (2 + |S|)`` where ``S``
+    holds the classes with ``u_l + margin > v``; ``S`` is a leading run of the others sorted
+    by ``u_l`` (largest first), and the right run is the one consistent with its own ``v``,
+    found as in the projection onto a simplex.
+
+    Parameters
+    ----------
+    logits : tf.Tensor, shape (n, n_classes)
+        ``u = y^{(m-1)} W_m + b^{N(m)}`` at ``x`` in the transformed network.
+    source, target : tf.Tensor of int, shape (n,)
+        ``i`` and ``j``.
+    margin : float
+        The margin of the inequalities (eq. 4).
+
+    Returns
+    -------
+    tf.Tensor, shape (n, n_classes)
+        ``delta = b^{h(m)} - b^{N(m)}``.
+    """
+    u = tf.convert_to_tensor(logits, tf.float64)
+    n_classes = u.shape[1]
+    i_hot = tf.one_hot(source, n_classes, dtype=tf.float64)
+    j_hot = tf.one_hot(target, n_classes, dtype=tf.float64)
+    pair_sum = tf.reduce_sum(u * (i_hot + j_hot), axis=1)
+    others = 1.0 - i_hot - j_hot
+    # Sort the other classes' u_l + margin, largest first; i and j go last as -inf.
+    w = tf.where(others > 0, u + margin, tf.constant(-math.inf, tf.float64))
+    w_sorted = tf.sort(w, axis=1, direction="DESCENDING")[:, : n_classes - 2]
+    finite = tf.where(tf.math.is_finite(w_sorted), w_sorted, tf.zeros_like(w_sorted))
+    counts = tf.range(0, n_classes - 1, dtype=tf.float64)  # |S| = 0 .. n_classes - 2
+    cum = tf.concat([tf.zeros_like(pair_sum)[:, None], tf.cumsum(finite, axis=1)], axis=1)
+    v_candidates = (pair_sum[:, None] + cum) / (2.0 + counts)
+    # Run r is consistent when its last member lies above v_r and the next one does not.
+    inf_col = tf.fill([tf.shape(pair_sum)[0], 1], tf.constant(math.inf, tf.float64))
+    ninf_col = -inf_col
+    last_in = tf.concat([inf_col, w_sorted], axis=1)
+    first_out = tf.concat([w_sorted, ninf_col], axis=1)
+    consistent = (last_in >= v_candidates) & (first_out <= v_candidates)
+    first = tf.argmax(tf.cast(consistent, tf.int32), axis=1)
+    v = tf.gather(v_candidates, first, axis=1, batch_dims=1)
+    delta_pair = (v[:, None] - u) * (i_hot + j_hot)
+    delta_others = tf.minimum(0.0, v[:, None] - margin - u) * others
+    return delta_pair + delta_others
+
+
+def original(params: NetworkParams, n: int) -> HomotopyStart:
+    """The untransformed network as a (trivial) homotopy start: ``method="direct"``, eta = 1."""
+    widths = [tf.fill((n, 1), tf.constant(s, tf.float64)) for s in params.scales]
+    return HomotopyStart(scales=widths, output_bias=tf.broadcast_to(params.biases[-1], (n, params.n_classes)))
+
+
+def interpolate(params: NetworkParams, start: HomotopyStart, t: tf.Tensor) -> tuple[list, tf.Tensor]:
+    """The network at homotopy parameter ``t`` (Algorithm 2 lines 4-5, Algorithm F3 lines 4-5).
+
+    ``theta(t) = theta^h + t (theta^N - theta^h)`` for the widths (or slopes) and the output bias;
+    ``t = k / eta`` is the uniform schedule of the paper, ``t = 1`` the original network.
+
+    Parameters
+    ----------
+    t : tf.Tensor, shape (n,)
+        One homotopy parameter per sample.
+
+    Returns
+    -------
+    scales : list of tf.Tensor
+    output_bias : tf.Tensor, shape (n, n_classes)
+    """
+    t = tf.convert_to_tensor(t, tf.float64)[:, None]
+    # (1 - t) a + t b (rather than a + t (b - a)) gives the original network exactly at t = 1.
+    scales = [(1.0 - t) * s_h + t * s_n for s_h, s_n in zip(start.scales, params.scales)]
+    bias = (1.0 - t) * start.output_bias + t * params.biases[-1]
+    return scales, bias
