@@ -299,7 +299,8 @@ def _dual_qp(A, b, x0, lo, hi, w, is_eq, n_iter: int):
         binding = ineq & (lam <= 0.0) & (grad < 0.0)
         keep = tf.cast(tf.logical_not(binding), tf.float64)
         keep2 = keep[:, :, None] * keep[:, None, :]
-        reg = 1e-13 * (tf.linalg.trace(hess)[:, None, None] + 1e-300)
+        # A tiny ridge keeps the solve defined where gradients vanish (an all-zero row of A).
+        reg = 1e-12 * tf.linalg.trace(hess)[:, None, None] + 1e-200
         reduced = keep2 * hess + (1.0 - keep2) * eye + reg * eye
         step = tf.linalg.solve(reduced, (keep * grad)[:, :, None])[:, :, 0]
         base = dual_value(lam)
@@ -315,22 +316,35 @@ def _dual_qp(A, b, x0, lo, hi, w, is_eq, n_iter: int):
             new_lam = tf.where(take[:, None], trial, new_lam)
             accepted = accepted | ok
             alpha = tf.where(accepted, alpha, 0.5 * alpha)
-        lam = new_lam
+        lam = tf.where(tf.math.is_finite(new_lam), new_lam, lam)
     return primal(lam)[1], lam
 
 
-def _make_sqp_step(params: NetworkParams, n_rows: int, dual_iter: int, line_search: int):
-    n_classes = params.n_classes
+def _sqp_step(activation: str, n_classes: int, n_rows: int, dual_iter: int = 12, line_search: int = 12):
+    """One SQP iteration for a batch, compiled once per network kind (see the module docstring).
+
+    The weights are arguments, not constants, so networks of the same kind share the compiled
+    function (compiling costs seconds; a flip-point call should not).
+
+    The quadratic model of the Lagrangian is ``beta W`` with a scalar ``beta`` per problem, the
+    Rayleigh quotient of the Lagrangian's curvature along the last step (a secant estimate
+    from the gradients of ``lambda^T c`` at the last two iterates), clipped to ``[1/4, 4]``.
+    ``beta = 1`` is the plain projection of ``x`` onto the linearised constraints.
+    """
+    key = (activation, n_classes, n_rows, dual_iter, line_search)
+    if key in _COMPILED_STEPS:
+        return _COMPILED_STEPS[key]
     is_eq = tf.constant([True] + [False] * (n_rows - 1))
     row_margin_mask = tf.constant([0.0] + [1.0] * (n_rows - 1), tf.float64)
 
-    def merit(x, x0, w, scales, bias, src, tgt, margin, mu):
-        fwd = forward(params, x, scales=scales, output_bias=bias)
-        _, gap, violation, min_other, zi = _constraint_values(fwd.logits, src, tgt, margin)
-        return 0.5 * tf.reduce_sum(w * tf.square(x - x0), axis=1) + mu * violation, gap, min_other, zi
-
     @tf.function(reduce_retracing=True)
-    def step(x, x0, lo, hi, w, src, tgt, scales, bias, mu, margin):
+    def step(weights, biases, x, x0, lo, hi, w, src, tgt, scales, bias, mu, margin, x_prev, g_prev, m_prev, beta_prev):
+        params = NetworkParams(weights=weights, biases=biases, activation=activation, scales=())
+
+        def merit_terms(x, scales, bias, src, tgt, margin):
+            fwd = forward(params, x, scales=scales, output_bias=bias)
+            return _constraint_values(fwd.logits, src, tgt, margin)[1:]
+
         fwd = forward(params, x, scales=scales, output_bias=bias)
         c, gap, violation, min_other, zi = _constraint_values(fwd.logits, src, tgt, margin)
         if n_rows > 1:
@@ -341,32 +355,52 @@ def _make_sqp_step(params: NetworkParams, n_rows: int, dual_iter: int, line_sear
         else:
             rows = tgt[:, None]
         seeds = tf.one_hot(src, n_classes, dtype=tf.float64)[:, None, :] - tf.one_hot(rows, n_classes, dtype=tf.float64)
-        A = vjp(params, fwd, seeds)
+        grads = vjp(params, fwd, tf.concat([seeds, m_prev[:, None, :]], axis=1))
+        A, g_here = grads[:, :n_rows], grads[:, n_rows]
+        # Secant curvature of the Lagrangian along s = x - x_prev.
+        s = x - x_prev
+        ss = tf.reduce_sum(w * s * s, axis=1)
+        sy = ss - tf.reduce_sum(s * (g_here - g_prev), axis=1)
+        beta = tf.where(ss > 1e-28, tf.clip_by_value(sy / tf.maximum(ss, 1e-300), 0.25, 4.0), beta_prev)
         c_rows = tf.gather(c, rows, axis=1, batch_dims=1)
         b = tf.einsum("nrd,nd->nr", A, x) - c_rows + margin * row_margin_mask
-        p, lam = _dual_qp(A, b, x0, lo, hi, w, is_eq, dual_iter)
+        center = x - (x - x0) / beta[:, None]
+        p, lam_scaled = _dual_qp(A, b, center, lo, hi, w, is_eq, dual_iter)
+        lam = beta[:, None] * lam_scaled
         d = p - x
+        m_new = tf.einsum("nr,nrc->nc", lam, seeds)
+        g_new = tf.einsum("nr,nrd->nd", lam, A)
         mu_new = tf.maximum(mu, 2.0 * tf.reduce_max(tf.abs(lam), axis=1) + 1e-8)
         phi0 = 0.5 * tf.reduce_sum(w * tf.square(x - x0), axis=1) + mu_new * violation
-        slope = tf.reduce_sum(w * (x - x0) * d, axis=1) - mu_new * violation
-        alpha = tf.ones_like(phi0)
-        accepted = tf.zeros_like(phi0, dtype=tf.bool)
-        x_new, gap_new, other_new, zi_new = x, gap, min_other, zi
-        for _ in range(line_search):
+        slope = tf.minimum(tf.reduce_sum(w * (x - x0) * d, axis=1) - mu_new * violation, 0.0)
+
+        def not_done(k, alpha, accepted, *_):
+            return (k < line_search) & tf.logical_not(tf.reduce_all(accepted))
+
+        def trial_step(k, alpha, accepted, x_new, gap_new, other_new, zi_new):
             trial = tf.clip_by_value(x + alpha[:, None] * d, lo, hi)
-            phi, g_t, o_t, z_t = merit(trial, x0, w, scales, bias, src, tgt, margin, mu_new)
-            ok = phi <= phi0 + 1e-4 * alpha * tf.minimum(slope, 0.0)
-            take = ok & tf.logical_not(accepted)
-            x_new = tf.where(take[:, None], trial, x_new)
-            gap_new = tf.where(take, g_t, gap_new)
-            other_new = tf.where(take, o_t, other_new)
-            zi_new = tf.where(take, z_t, zi_new)
+            g_t, v_t, o_t, z_t = merit_terms(trial, scales, bias, src, tgt, margin)
+            phi = 0.5 * tf.reduce_sum(w * tf.square(trial - x0), axis=1) + mu_new * v_t
+            ok = (phi <= phi0 + 1e-4 * alpha * slope) & tf.logical_not(accepted)
+            x_new = tf.where(ok[:, None], trial, x_new)
+            gap_new = tf.where(ok, g_t, gap_new)
+            other_new = tf.where(ok, o_t, other_new)
+            zi_new = tf.where(ok, z_t, zi_new)
             accepted = accepted | ok
             alpha = tf.where(accepted, alpha, 0.5 * alpha)
-        step_norm = tf.sqrt(tf.reduce_sum(w * tf.square(d), axis=1))
-        return x_new, gap_new, other_new, zi_new, step_norm, mu_new, accepted
+            return k + 1, alpha, accepted, x_new, gap_new, other_new, zi_new
 
+        init = (tf.constant(0), tf.ones_like(phi0), tf.zeros_like(phi0, dtype=tf.bool), x, gap, min_other, zi)
+        _, _, accepted, x_new, gap_new, other_new, zi_new = tf.while_loop(not_done, trial_step, init)
+        step_norm = tf.sqrt(tf.reduce_sum(w * tf.square(d), axis=1))
+        return x_new, gap_new, other_new, zi_new, step_norm, mu_new, accepted, g_new, m_new, beta
+
+    _COMPILED_STEPS[key] = step
     return step
+
+
+# Compiled SQP steps by network kind: a cache of code, not of results.
+_COMPILED_STEPS: dict = {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,7 +487,7 @@ def _status(ev: dict, gap_tol: float, opt_tol: float) -> np.ndarray:
 
 
 def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau, margin, max_iter,
-                 inner_iter, path_tol, gap_tol, xtol, n_rows, dual_iter, line_search, step_fn):
+                 inner_iter, path_tol, gap_tol, xtol, step_fn):
     n = len(x0)
     x0_t = tf.constant(x0)
     src_t, tgt_t = tf.constant(src), tf.constant(tgt)
@@ -474,6 +508,10 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     x = x0.copy()
     x_saved = x0.copy()
     mu = np.ones(n)
+    x_prev = x0.copy()
+    g_prev = np.zeros_like(x0)
+    m_prev = np.zeros((n, params.n_classes))
+    beta = np.ones(n)
     stage_iter = np.zeros(n, dtype=np.int64)
     n_jac = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.int64)
@@ -488,17 +526,21 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         )
         scales_t, bias_t = homotopy.interpolate(params, sub, t_try[act])
         out = step_fn(
-            tf.constant(x[act]), tf.gather(x0_t, act), tf.constant(lo[act]), tf.constant(hi[act]),
+            params.weights, params.biases, tf.constant(x[act]), tf.gather(x0_t, act), tf.constant(lo[act]), tf.constant(hi[act]),
             tf.constant(w[act]), tf.gather(src_t, act), tf.gather(tgt_t, act), scales_t, bias_t,
-            tf.constant(mu[act]), tf.constant(margin, tf.float64),
+            tf.constant(mu[act]), tf.constant(margin, tf.float64), tf.constant(x_prev[act]),
+            tf.constant(g_prev[act]), tf.constant(m_prev[act]), tf.constant(beta[act]),
         )
-        x_new, gap, min_other, zi, step_norm, mu_new, _ = (v.numpy() for v in out)
+        x_new, gap, min_other, zi, step_norm, mu_new, _, g_new, m_new, beta_new = (v.numpy() for v in out)
+        x_prev[act] = x[act]
+        g_prev[act], m_prev[act], beta[act] = g_new, m_new, beta_new
         x[act] = x_new
         mu[act] = mu_new
         n_jac[act] += 1
         stage_iter[act] += 1
         dist = np.sqrt(np.sum(w[act] * (x_new - x0[act]) ** 2, axis=1))
         small = step_norm <= xtol * np.maximum(dist, 1e-12)
+        settled = step_norm <= 1e-3 * np.maximum(dist, 1e-12)
         final = t_try[act] >= 1.0
         tol = np.maximum(1.0, zi)
         feasible_path = (gap <= path_tol * tol) & (min_other > 0)
@@ -507,8 +549,8 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         finished = final & ((feasible_tight & small) | (stage_iter[act] >= max_iter))
         done[act[finished]] = True
         # Homotopy stages: accept a step once its flip point is found, retreat if it is not.
-        stage_over = ~final & ((feasible_path & (small | (stage_iter[act] >= inner_iter))) | (stage_iter[act] >= inner_iter))
-        accept = stage_over & (feasible_path | ~adaptive)
+        stage_over = ~final & ((feasible_path & settled) | (stage_iter[act] >= inner_iter))
+        accept = stage_over & (feasible_path | (not adaptive))
         reject = stage_over & ~accept
         a_idx, r_idx = act[accept], act[reject]
         t[a_idx] = t_try[a_idx]
@@ -522,6 +564,8 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
             give_up = r_idx[h[r_idx] < h_min]
             t[give_up] = 1.0
         moved = np.concatenate([a_idx, r_idx])
+        # The network changes with the stage: restart the secant curvature estimate.
+        beta[moved], m_prev[moved], g_prev[moved], x_prev[moved] = 1.0, 0.0, 0.0, x[moved]
         t_try[moved] = np.where(1.0 - (t[moved] + h[moved]) <= 1e-12, 1.0, np.minimum(1.0, t[moved] + h[moved]))
         stage_iter[moved] = 0
     return x, n_jac, steps
@@ -548,7 +592,8 @@ def closest_flip_points(
     gap_tol: float = 1e-6,
     xtol: float = 1e-7,
     opt_tol: float = 1e-3,
-    n_rows: int = 3,
+    n_rows: int | None = None,
+    fallback: str | None = "failed",
     batch_size: int = 4096,
     progress: bool = False,
 ) -> FlipResult:
@@ -597,9 +642,15 @@ def closest_flip_points(
         The solver stops when its step is below ``xtol`` times the distance.
     opt_tol : float
         Status 0 needs the relative optimality residual below this; above it, status 1.
-    n_rows : int
+    n_rows : int, optional
         Constraints linearised per iteration: the target and the ``n_rows - 1`` other classes
-        closest to winning.
+        closest to winning.  Default: all ``n_classes - 1`` (exact; fewer is cheaper with many
+        classes but can stall where several classes compete).
+    fallback : {"failed", "closer", None}
+        With ``method="homotopy"``: ``"failed"`` solves the problems whose homotopy path fails
+        again directly from ``x`` (App. D.4's "alternative path"); ``"closer"`` does so for every
+        problem and keeps the closer feasible answer (twice the work, fewer poor local minima);
+        ``None`` reports the homotopy's own answer.
     batch_size : int
         Problems solved together.
     progress : bool
@@ -610,6 +661,8 @@ def closest_flip_points(
     FlipResult
     """
     params = network_params(model)
+    if fallback not in ("failed", "closer", None):
+        raise ValueError(f"fallback must be 'failed', 'closer' or None, got {fallback!r}")
     if method not in ("homotopy", "direct"):
         raise ValueError(f"method must be 'homotopy' or 'direct', got {method!r}")
     if not (isinstance(eta, (int, np.integer)) and eta >= 1):
@@ -623,23 +676,42 @@ def closest_flip_points(
     n, r = tgt.shape
     pairs_in, pairs_t = np.nonzero(tgt != src[:, None])
     flat_t = tgt[pairs_in, pairs_t]
-    rows = max(1, min(n_rows, params.n_classes - 1))
-    step_fn = _make_sqp_step(params, rows, dual_iter=12, line_search=12)
-    x_hat = np.empty((len(pairs_in), params.n_features))
-    n_jac = np.zeros(len(pairs_in), dtype=np.int64)
-    steps = np.zeros(len(pairs_in), dtype=np.int64)
-    batches = range(0, len(pairs_in), batch_size)
-    for start in tqdm(batches, desc="flip points", disable=not progress or len(batches) < 2):
-        sl = slice(start, start + batch_size)
-        idx = pairs_in[sl]
-        x_hat[sl], n_jac[sl], steps[sl] = _solve_batch(
-            params, x[idx], lo[idx], hi[idx], np.broadcast_to(w, (len(idx), len(w))), src[idx], flat_t[sl],
-            method=method, eta=int(eta), adaptive=adaptive, tau=tau, margin=margin, max_iter=max_iter,
-            inner_iter=inner_iter, path_tol=path_tol, gap_tol=gap_tol, xtol=xtol, n_rows=rows,
-            dual_iter=12, line_search=12, step_fn=step_fn,
-        )
-    ev = flip_evidence(params, x[pairs_in], x_hat, src[pairs_in], flat_t, lower=lo[pairs_in], upper=hi[pairs_in],
-                       feature_weights=w, margin=margin)
+    rows = params.n_classes - 1 if n_rows is None else max(1, min(int(n_rows), params.n_classes - 1))
+    step_fn = _sqp_step(params.activation, params.n_classes, rows)
+    options = dict(eta=int(eta), adaptive=adaptive, tau=tau, margin=margin, max_iter=max_iter, inner_iter=inner_iter,
+                   path_tol=path_tol, gap_tol=gap_tol, xtol=xtol, step_fn=step_fn)
+
+    def solve(problems, how):
+        x_out = np.empty((len(problems), params.n_features))
+        jac_out = np.zeros(len(problems), dtype=np.int64)
+        steps_out = np.zeros(len(problems), dtype=np.int64)
+        batches = range(0, len(problems), batch_size)
+        for start in tqdm(batches, desc=f"flip points ({how})", disable=not progress or len(batches) < 2):
+            sl = slice(start, start + batch_size)
+            idx = pairs_in[problems[sl]]
+            x_out[sl], jac_out[sl], steps_out[sl] = _solve_batch(
+                params, x[idx], lo[idx], hi[idx], np.broadcast_to(w, (len(idx), len(w))), src[idx],
+                flat_t[problems[sl]], method=how, **options,
+            )
+        ev_out = flip_evidence(params, x[pairs_in[problems]], x_out, src[pairs_in[problems]], flat_t[problems],
+                               lower=lo[pairs_in[problems]], upper=hi[pairs_in[problems]], feature_weights=w, margin=margin)
+        return x_out, jac_out, steps_out, ev_out
+
+    everything = np.arange(len(pairs_in))
+    x_hat, n_jac, steps, ev = solve(everything, method)
+    if method == "homotopy" and fallback is not None:
+        # App. D.4: where the path breaks (or, with "closer", everywhere), try another path:
+        # the direct solve from x; keep the feasible answer, the closer one if both are.
+        ok = _status(ev, gap_tol, opt_tol) <= 1
+        again = everything[~ok] if fallback == "failed" else everything
+        if again.size:
+            x_f, jac_f, _, ev_f = solve(again, "direct")
+            n_jac[again] += jac_f
+            ok_f = _status(ev_f, gap_tol, opt_tol) <= 1
+            better = ok_f & (~ok[again] | (ev_f["distance"] < ev["distance"][again]))
+            x_hat[again[better]] = x_f[better]
+            for key in ev:
+                ev[key][again[better]] = ev_f[key][better]
     status = _status(ev, gap_tol, opt_tol)
 
     def scatter(values, fill, dtype=None):

@@ -1,0 +1,162 @@
+"""Reference methods to compare flip points with.
+
+- :func:`slsqp_flip_point`: the "off-the-shelf solver F" of eq. 6, SciPy's SLSQP on eqs. 1-5,
+  one point at a time (the independent solver our tests and benchmarks check against);
+- :func:`deepfool_boundary_point`: the first-order (DeepFool-style) linearisation, iterated
+  until the class changes, then bisected onto the boundary;
+- :func:`random_boundary_point`: random-direction search with bisection.
+
+These are deliberately simple and per point: they are yardsticks, not the library's solvers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+
+from .params import NetworkParams, network_params
+
+__all__ = ["numpy_logits", "numpy_logit_jacobian", "slsqp_flip_point", "deepfool_boundary_point", "random_boundary_point"]
+
+
+def _numpy_weights(params: NetworkParams):
+    return [w.numpy() for w in params.weights], [b.numpy() for b in params.biases]
+
+
+def _act(params: NetworkParams, a: np.ndarray, s: float):
+    if params.activation == "erf":
+        from scipy.special import erf
+
+        u = a / s
+        return erf(u), (2.0 / np.sqrt(np.pi) / s) * np.exp(-u * u)
+    return np.where(a >= 0, a, s * a), np.where(a >= 0, 1.0, s)
+
+
+def numpy_logits(model, x: np.ndarray) -> np.ndarray:
+    """Logits in plain NumPy float64 (an implementation independent of TensorFlow)."""
+    params = network_params(model)
+    ws, bs = _numpy_weights(params)
+    y = np.atleast_2d(np.asarray(x, dtype=float))
+    for w, b, s in zip(ws[:-1], bs[:-1], params.scales):
+        y, _ = _act(params, y @ w + b, s)
+    return y @ ws[-1] + bs[-1]
+
+
+def numpy_logit_jacobian(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``(C,)`` and their Jacobian ``(C, d)`` at one point, forward accumulation of eqs. 11-12."""
+    params = network_params(model)
+    ws, bs = _numpy_weights(params)
+    y = np.asarray(x, dtype=float)
+    jac = np.eye(len(y))
+    for w, b, s in zip(ws[:-1], bs[:-1], params.scales):
+        y, slope = _act(params, y @ w + b, s)
+        jac = slope[:, None] * (w.T @ jac)
+    return y @ ws[-1] + bs[-1], ws[-1].T @ jac
+
+
+def slsqp_flip_point(model, x, source: int, target: int, *, lower=None, upper=None, x_start=None,
+                     margin: float = 1e-3, maxiter: int = 200, ftol: float = 1e-10) -> dict:
+    """Closest flip point between ``source`` and ``target`` by SciPy's SLSQP (one point).
+
+    Returns
+    -------
+    dict
+        ``x`` (the point), ``distance``, ``success`` (SLSQP's own flag), ``nit``, ``message``.
+    """
+    params = network_params(model)
+    x = np.asarray(x, dtype=float)
+    d = x.size
+    others = [k for k in range(params.n_classes) if k not in (source, target)]
+    cache = {}
+
+    def evaluate(v):
+        key = v.tobytes()
+        if key not in cache:
+            cache.clear()
+            cache[key] = numpy_logit_jacobian(params, v)
+        return cache[key]
+
+    constraints = [{
+        "type": "eq",
+        "fun": lambda v: np.array([evaluate(v)[0][source] - evaluate(v)[0][target]]),
+        "jac": lambda v: (evaluate(v)[1][source] - evaluate(v)[1][target])[None, :],
+    }]
+    if others:
+        constraints.append({
+            "type": "ineq",
+            "fun": lambda v: evaluate(v)[0][source] - evaluate(v)[0][others] - margin,
+            "jac": lambda v: evaluate(v)[1][source][None, :] - evaluate(v)[1][others],
+        })
+    lo = np.broadcast_to(-np.inf if lower is None else lower, (d,))
+    hi = np.broadcast_to(np.inf if upper is None else upper, (d,))
+    bounds = None if lower is None and upper is None else list(zip(lo, hi))
+    start = x if x_start is None else np.asarray(x_start, dtype=float)
+    res = minimize(lambda v: 0.5 * np.sum((v - x) ** 2), start, jac=lambda v: v - x, method="SLSQP",
+                   constraints=constraints, bounds=bounds, options={"maxiter": maxiter, "ftol": ftol})
+    return {"x": res.x, "distance": float(np.linalg.norm(res.x - x)), "success": bool(res.success),
+            "nit": int(res.nit), "message": res.message}
+
+
+def _bisect(params, a: np.ndarray, b: np.ndarray, source: int, n: int = 60) -> np.ndarray:
+    """Bisect the segment from ``a`` (class ``source``) to ``b`` (another class) onto the boundary."""
+    for _ in range(n):
+        mid = 0.5 * (a + b)
+        if np.argmax(numpy_logits(params, mid)[0]) == source:
+            a = mid
+        else:
+            b = mid
+    return 0.5 * (a + b)
+
+
+def deepfool_boundary_point(model, x, *, max_iter: int = 50, overshoot: float = 0.02) -> dict:
+    """DeepFool (Moosavi-Dezfooli et al., 2016): linearise all boundaries, step to the nearest, repeat.
+
+    Once the class changes, the segment from ``x`` is bisected so that the returned point lies on
+    the boundary of the original class.  Returns ``x``, ``distance``, ``target`` and ``nit``.
+    """
+    params = network_params(model)
+    x = np.asarray(x, dtype=float)
+    source = int(np.argmax(numpy_logits(params, x)[0]))
+    v = x.copy()
+    for it in range(1, max_iter + 1):
+        z, jac = numpy_logit_jacobian(params, v)
+        if np.argmax(z) != source:
+            break
+        others = [k for k in range(len(z)) if k != source]
+        f = z[others] - z[source]
+        g = jac[others] - jac[source]
+        dist = np.abs(f) / np.maximum(np.linalg.norm(g, axis=1), 1e-300)
+        k = int(np.argmin(dist))
+        v = v + (1 + overshoot) * (np.abs(f[k]) / max(np.sum(g[k] ** 2), 1e-300)) * g[k]
+    crossed = int(np.argmax(numpy_logits(params, v)[0])) != source
+    point = _bisect(params, x, v, source) if crossed else v
+    target = int(np.argmax(numpy_logits(params, point + (point - x) * 1e-9)[0]))
+    return {"x": point, "distance": float(np.linalg.norm(point - x)), "success": crossed, "target": target, "nit": it}
+
+
+def random_boundary_point(model, x, *, n_directions: int = 200, max_radius: float = 10.0, seed: int = 0) -> dict:
+    """Random search: the nearest boundary crossing along ``n_directions`` random rays from ``x``.
+
+    Each ray is scanned at 64 radii up to ``max_radius`` and the first change of class is
+    bisected.  Returns ``x``, ``distance`` and ``success``.
+    """
+    params = network_params(model)
+    x = np.asarray(x, dtype=float)
+    rng = np.random.default_rng(seed)
+    source = int(np.argmax(numpy_logits(params, x)[0]))
+    dirs = rng.normal(size=(n_directions, x.size))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    radii = np.linspace(0, max_radius, 65)[1:]
+    best, best_d = None, np.inf
+    for u in dirs:
+        pts = x + radii[:, None] * u
+        cls = np.argmax(numpy_logits(params, pts), axis=1)
+        hit = np.flatnonzero(cls != source)
+        if hit.size == 0 or radii[hit[0]] >= best_d:
+            continue
+        lo = x + (radii[hit[0] - 1] if hit[0] else 0.0) * u
+        point = _bisect(params, lo, pts[hit[0]], source)
+        dist = float(np.linalg.norm(point - x))
+        if dist < best_d:
+            best, best_d = point, dist
+    return {"x": best, "distance": best_d, "success": best is not None}

@@ -1,0 +1,21 @@
+"""Shared fixtures: small random networks of the kinds the papers use."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+import fliplib
+
+
+@pytest.fixture(scope="session")
+def small_erf():
+    """A 3-hidden-layer erf network on 6 features and 4 classes (random weights, seed 0)."""
+    return fliplib.erf_network([6, 16, 16, 16, 4], sigma=1.0, seed=0)
+
+
+@pytest.fixture(scope="session")
+def rng():
+    return np.random.default_rng(12345)

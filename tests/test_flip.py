@@ -1,0 +1,250 @@
+"""Closest flip points: feasibility, optimality, agreement with SLSQP, constraints and errors."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fliplib
+from fliplib.baselines import numpy_logits, slsqp_flip_point
+from fliplib.params import NetworkParams
+
+
+def linear_network(a, c):
+    """A 2-class network whose logit difference z_0 - z_1 = a.x + c (a PReLU net with slope 1)."""
+    d = len(a)
+    w1 = tf.constant(np.eye(d))
+    w2 = tf.constant(np.stack([a, np.zeros(d)], axis=1))
+    b2 = tf.constant(np.array([c, 0.0]))
+    return NetworkParams(weights=(w1, w2), biases=(tf.zeros(d, tf.float64), b2), activation="prelu", scales=(1.0,))
+
+
+def check_evidence(res, margin=1e-3, gap_tol=1e-6):
+    ok = res.success
+    z_i_scale = np.maximum(1.0, np.abs(res.logit_gap))  # gap tolerance is relative to max(1, |z_i|)
+    assert np.all(res.bound_violation[ok] == 0)
+    assert np.all(res.min_margin[ok] > gap_tol)
+    assert np.all(res.logit_gap[ok] <= gap_tol * np.maximum(1.0, 1e3))
+    assert np.all((res.status[ok] == 0) | (res.status[ok] == 1))
+    assert np.all(res.status[~ok & (res.status != -1)] >= 2)
+    del z_i_scale
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    a=st.lists(st.floats(-3, 3), min_size=3, max_size=3).filter(lambda v: np.linalg.norm(v) > 0.1),
+    c=st.floats(-2, 2),
+    x=st.lists(st.floats(-2, 2), min_size=3, max_size=3),
+)
+def test_linear_model_closed_form(a, c, x):
+    a, x = np.array(a), np.array(x)
+    net = linear_network(a, c)
+    f = a @ x + c
+    if abs(f) < 1e-6:
+        return
+    res = fliplib.closest_flip_points(net, x[None], int(f > 0))
+    expected = x - f / (a @ a) * a
+    assert res.success[0]
+    np.testing.assert_allclose(res.x[0], expected, atol=1e-7 * max(1, np.abs(expected).max()))
+    assert res.distance[0] == pytest.approx(abs(f) / np.linalg.norm(a), rel=1e-7)
+    # Moving along the direction by less than the distance never changes the class.
+    u = (res.x[0] - x) / res.distance[0]
+    for s in np.linspace(0, 0.999, 7) * res.distance[0]:
+        assert np.sign(a @ (x + s * u) + c) == np.sign(f)
+
+
+def test_linear_model_with_bounds_and_fixed_features():
+    a = np.array([1.0, 2.0, -1.0])
+    net = linear_network(a, -3.0)  # the boundary is a.x = 3
+    x = np.array([[0.2, 0.1, 0.0]])
+    res = fliplib.closest_flip_points(net, x, 0, upper=[10.0, 0.5, 10.0], lower=-10.0)
+    # Unbounded solution would move x_2 to 0.1 + 2 * 2.6 / 6 = 0.9667 > 0.5: the bound binds.
+    assert res.success[0] and res.x[0, 1] == pytest.approx(0.5)
+    ref = slsqp_flip_point(net, x[0], 1, 0, lower=-10.0, upper=[10.0, 0.5, 10.0])
+    assert res.distance[0] == pytest.approx(ref["distance"], rel=1e-6)
+    fixed = fliplib.closest_flip_points(net, x, 0, fixed=np.array([True, False, True]))
+    assert fixed.success[0]
+    assert fixed.x[0, 0] == x[0, 0] and fixed.x[0, 2] == x[0, 2]
+    assert fixed.x[0, 1] == pytest.approx((3 - 0.2) / 2)
+
+
+def random_problems(sizes, sigma, n_points, seed):
+    model = fliplib.erf_network(sizes, sigma=sigma, seed=seed)
+    x = np.random.default_rng(seed).normal(size=(n_points, sizes[0]))
+    return model, x
+
+
+# Small and medium random erf networks; sigma = 0.3 makes gradients small, 3.0 near linear.
+AGREEMENT_CASES = [
+    ([4, 12, 12, 3], 1.0, 20, 0),
+    ([6, 16, 16, 16, 16, 4], 0.5, 15, 1),
+    ([6, 16, 16, 16, 16, 4], 3.0, 15, 2),
+    ([8, 20, 20, 20, 20, 20, 20, 20, 20, 3], 1.0, 20, 3),
+    ([5, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 2], 0.7, 30, 4),
+]
+
+
+def test_agrees_with_slsqp_on_at_least_200_problems():
+    wins, feasible_both, total, slsqp_feasible = 0, 0, 0, 0
+    missed = []
+    for sizes, sigma, n_points, seed in AGREEMENT_CASES:
+        model, x = random_problems(sizes, sigma, n_points, seed)
+        res = fliplib.closest_flip_points(model, x, "all", fallback="closer")
+        rng = np.random.default_rng(seed)
+        for i in range(n_points):
+            for j in range(sizes[-1]):
+                if res.status[i, j] == -1:
+                    continue
+                total += 1
+                src = int(res.source[i, j])
+                best = np.inf
+                for start in (x[i], x[i] + 0.1 * rng.normal(size=x.shape[1]), x[i] + 0.3 * rng.normal(size=x.shape[1])):
+                    ref = slsqp_flip_point(model, x[i], src, j, x_start=start)
+                    z = numpy_logits(model, ref["x"])[0]
+                    others = np.delete(z, [src, j])
+                    tol = 1e-6 * max(1.0, abs(z[src]))
+                    if abs(z[src] - z[j]) <= tol and np.all(z[src] - others > tol):
+                        best = min(best, ref["distance"])
+                if np.isfinite(best):
+                    slsqp_feasible += 1
+                    if not res.success[i, j]:
+                        missed.append((sizes, i, j))
+                        continue
+                    feasible_both += 1
+                    wins += res.distance[i, j] <= best * 1.001
+    assert total >= 200
+    assert not missed, f"fliplib failed where SLSQP found a flip point: {missed[:5]}"
+    assert wins >= 0.95 * feasible_both, f"fliplib within 0.1% of SLSQP's best on only {wins}/{feasible_both}"
+
+
+def test_all_targets_shapes_and_closest():
+    model, x = random_problems([5, 12, 12, 4], 1.0, 6, 7)
+    res = fliplib.closest_flip_points(model, x, "all")
+    assert res.x.shape == (6, 4, 5) and res.distance.shape == (6, 4)
+    src = np.argmax(numpy_logits(model, x), axis=1)
+    np.testing.assert_array_equal(res.source[:, 0], src)
+    assert np.all(res.status[np.arange(6), src] == -1) and np.all(np.isinf(res.distance[np.arange(6), src]))
+    assert not np.any(res.success[np.arange(6), src])
+    best = res.closest()
+    assert best.x.shape == (6, 5)
+    d = np.where(res.success, res.distance, np.inf)
+    np.testing.assert_array_equal(best.distance[best.success], d.min(axis=1)[best.success])
+    frame = res.to_frame()
+    assert len(frame) == 24 and {"distance", "logit_gap", "status"} <= set(frame.columns)
+
+
+def test_every_returned_point_carries_correct_evidence():
+    model, x = random_problems([5, 12, 12, 12, 3], 0.8, 25, 11)
+    res = fliplib.closest_flip_points(model, x, "all", lower=-4.0, upper=4.0)
+    done = res.status != -1
+    ev = fliplib.flip_evidence(model, np.repeat(x, 3, axis=0)[done.ravel()], res.x[done], res.source[done],
+                               res.target[done], lower=-4.0, upper=4.0)
+    np.testing.assert_allclose(ev["logit_gap"], res.logit_gap[done])
+    np.testing.assert_allclose(ev["distance"], res.distance[done])
+    ok = res.success[done]
+    tol = 1e-6 * np.maximum(1.0, ev["z_source"])
+    assert np.all(ev["logit_gap"][ok] <= tol[ok]) and np.all(ev["min_margin"][ok] > tol[ok])
+    assert np.all(res.x[done][ok] >= -4.0) and np.all(res.x[done][ok] <= 4.0)
+    assert np.all(res.optimality[done][res.status[done] == 0] <= 1e-3)
+    # The predicted class at the flip point is i or j (up to the tie).
+    z = numpy_logits(model, res.x[done][ok])
+    top2 = np.argsort(z, axis=1)[:, -2:]
+    pair = np.stack([res.source[done][ok], res.target[done][ok]], axis=1)
+    assert np.all(np.sort(top2, axis=1) == np.sort(pair, axis=1))
+    check_evidence(res)
+
+
+def test_direct_and_homotopy_agree_on_a_benign_network():
+    model, x = random_problems([4, 10, 10, 3], 1.0, 10, 5)
+    h = fliplib.closest_flip_points(model, x, "all", method="homotopy")
+    d = fliplib.closest_flip_points(model, x, "all", method="direct")
+    both = h.success & d.success
+    assert both.sum() >= 15
+    np.testing.assert_allclose(h.distance[both], d.distance[both], rtol=1e-3)
+    assert np.all(d.n_homotopy_steps == 0) and np.any(h.n_homotopy_steps > 0)
+
+
+def test_homotopy_succeeds_where_direct_fails_on_saturated_network():
+    """Narrow erf widths (sigma = 0.1) make every layer steep (per-layer Jacobian norms >> 1) and
+    the network nearly piecewise constant: gradients explode near the boundaries and vanish
+    between them.  On this seeded network the homotopy path finds flip points that the direct
+    method misses.  (It is not uniformly better here: the direct method also finds some that
+    the path misses, which is why ``fallback="failed"`` is the default.)
+    """
+    model = fliplib.erf_network([8] + [30] * 6 + [3], sigma=0.1, seed=0)
+    x = np.random.default_rng(0).normal(size=(40, 8))
+    h = fliplib.closest_flip_points(model, x, "all", method="homotopy", fallback=None)
+    d = fliplib.closest_flip_points(model, x, "all", method="direct")
+    assert np.sum(h.success & ~d.success) >= 3
+    assert np.median(fliplib.layer_jacobian_norms(model, x[:5])) > 1
+    both = fliplib.closest_flip_points(model, x, "all", method="homotopy")
+    assert np.all(both.success >= (h.success | d.success))
+
+
+def test_prelu_network_flip_points():
+    """ReLU networks (Algorithms F2-F3).  Known limitation: at the kinks of a ReLU network the
+    SQP can stall with a small logit gap (SLSQP does better there); those problems are reported
+    as failures (status 2), and the homotopy beats the direct solve on this network."""
+    model = fliplib.prelu_network([4, 12, 12, 3], alpha=0.0, seed=3)
+    x = np.random.default_rng(3).normal(size=(10, 4))
+    res = fliplib.closest_flip_points(model, x, "all", fallback=None)
+    direct = fliplib.closest_flip_points(model, x, "all", method="direct")
+    done = res.status != -1
+    assert res.success[done].mean() >= 0.6
+    assert res.success[done].sum() > direct.success[done].sum()
+    check_evidence(res)
+
+
+def test_failure_is_reported_not_hidden():
+    # A fixed mask that freezes every feature: no flip point can be reached.
+    model, x = random_problems([3, 8, 2], 1.0, 3, 0)
+    res = fliplib.closest_flip_points(model, x, "all", fixed=np.ones(3, dtype=bool))
+    done = res.status != -1
+    assert not np.any(res.success[done])
+    assert np.all(res.status[done] == 2)
+    assert all("logit gap" in m for m in res.message[done])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"x": np.zeros((2, 4))}, ValueError, "shape"),
+        ({"x": np.array([[np.nan, 0.0, 0.0]])}, ValueError, "NaN"),
+        ({"x": np.array([[np.inf, 0.0, 0.0]])}, ValueError, "NaN or inf"),
+        ({"x": np.array([["a", "b", "c"]])}, TypeError, "real numbers"),
+        ({"target": 7}, ValueError, "target classes"),
+        ({"target": -1}, ValueError, "target classes"),
+        ({"target": 0.5}, TypeError, "integer"),
+        ({"target": "others"}, ValueError, "'all'"),
+        ({"upper": 0.1}, ValueError, "outside its bounds"),
+        ({"lower": 1.0, "upper": 0.0}, ValueError, "lower exceeds upper"),
+        ({"source": 5}, ValueError, "source classes"),
+        ({"fixed": np.ones(3)}, TypeError, "boolean"),
+        ({"feature_weights": [1.0, -1.0, 1.0]}, ValueError, "positive"),
+        ({"method": "newton"}, ValueError, "method"),
+        ({"eta": 0}, ValueError, "eta"),
+    ],
+)
+def test_bad_input_raises_precise_errors(kwargs, error, match):
+    model = fliplib.erf_network([3, 6, 3], seed=0)
+    args = {"x": np.full((1, 3), 0.5), "target": 1, "source": 0}
+    args.update(kwargs)
+    x = args.pop("x")
+    target = args.pop("target")
+    with pytest.raises(error, match=match):
+        fliplib.closest_flip_points(model, x, target, **args)
+
+
+def test_source_equal_to_target_is_an_error():
+    model = fliplib.erf_network([3, 6, 3], seed=0)
+    with pytest.raises(ValueError, match="i == j"):
+        fliplib.closest_flip_points(model, np.zeros((1, 3)), 2, source=2)
+
+
+def test_not_an_erf_network_is_an_error():
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="Dense layer with a built-in activation"):
+        fliplib.closest_flip_points(model, np.zeros((1, 3)), 1)

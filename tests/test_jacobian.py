@@ -1,0 +1,113 @@
+"""Analytic derivatives (eqs. 11-13) against autodiff and finite differences; Lipschitz bounds (eqs. 15-16)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fliplib
+from fliplib.baselines import numpy_logit_jacobian, numpy_logits
+from fliplib.params import forward, network_params
+
+NETWORKS = [
+    ([4, 6, 3], 1.0),
+    ([5, 12, 12, 12, 4], 0.3),  # narrow widths: saturated neurons, small gradients
+    ([5, 12, 12, 12, 4], 3.0),  # wide widths: near-linear layers
+    ([3, 8, 8, 8, 8, 8, 8, 2], 1.0),
+]
+
+
+def autodiff_jacobian(params, x):
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        z = forward(params, xt).logits
+    return tape.batch_jacobian(z, xt).numpy()
+
+
+@pytest.mark.parametrize("sizes, sigma", NETWORKS)
+def test_logit_jacobian_matches_autodiff_and_finite_differences(sizes, sigma):
+    model = fliplib.erf_network(sizes, sigma=sigma, seed=len(sizes))
+    params = network_params(model)
+    x = np.random.default_rng(0).normal(size=(7, sizes[0]))
+    jac = fliplib.logit_jacobian(model, x)
+    assert jac.shape == (7, sizes[-1], sizes[0])
+    np.testing.assert_allclose(jac, autodiff_jacobian(params, x), rtol=1e-10, atol=1e-13)
+    h = 1e-6
+    for k in range(sizes[0]):
+        e = np.zeros(sizes[0])
+        e[k] = h
+        fd = (numpy_logits(params, x + e) - numpy_logits(params, x - e)) / (2 * h)
+        np.testing.assert_allclose(jac[:, :, k], fd, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("sizes, sigma", NETWORKS[:2])
+def test_forward_accumulation_of_eq_12_agrees(sizes, sigma):
+    model = fliplib.erf_network(sizes, sigma=sigma, seed=1)
+    x = np.random.default_rng(1).normal(size=(3, sizes[0]))
+    jac = fliplib.logit_jacobian(model, x)
+    for row, point in zip(jac, x):
+        np.testing.assert_allclose(row, numpy_logit_jacobian(model, point)[1], rtol=1e-10, atol=1e-13)
+
+
+def test_softmax_jacobian_eq_13():
+    model = fliplib.erf_network([4, 10, 10, 3], seed=2)
+    params = network_params(model)
+    x = np.random.default_rng(2).normal(size=(5, 4))
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        p = tf.nn.softmax(forward(params, xt).logits)
+    np.testing.assert_allclose(fliplib.softmax_jacobian(model, x), tape.batch_jacobian(p, xt).numpy(), rtol=1e-9, atol=1e-13)
+
+
+def test_prelu_jacobian_matches_autodiff():
+    model = fliplib.prelu_network([4, 9, 9, 3], alpha=0.2, seed=0)
+    params = network_params(model)
+    x = np.random.default_rng(3).normal(size=(6, 4))
+    np.testing.assert_allclose(fliplib.logit_jacobian(model, x), autodiff_jacobian(params, x), rtol=1e-10, atol=1e-13)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), scale=st.floats(0.1, 5.0))
+def test_lipschitz_bound_dominates_the_jacobian(seed, scale):
+    model = fliplib.erf_network([3, 6, 6, 2], sigma=1.0, seed=0)
+    x = np.random.default_rng(seed).normal(scale=scale, size=(20, 3))
+    jac = fliplib.logit_jacobian(model, x)
+    bound_inf = fliplib.lipschitz_bound(model)
+    bound_two = fliplib.lipschitz_bound(model, ord=2)
+    assert np.all(np.abs(jac).sum(axis=2).max(axis=1) <= bound_inf * (1 + 1e-12))
+    assert np.all(np.linalg.norm(jac, ord=2, axis=(1, 2)) <= bound_two * (1 + 1e-12))
+
+
+def test_lipschitz_bound_scales_inversely_with_sigma_and_eq_16():
+    model = fliplib.erf_network([3, 6, 6, 2], sigma=1.0, seed=0)
+    base = fliplib.lipschitz_bound(model)
+    assert fliplib.lipschitz_bound(model, sigma=[2.0, 2.0]) == pytest.approx(base / 4)
+    tau = 1e-3
+    low, high = fliplib.homotopy_lipschitz_bounds(model, tau)
+    two_over_root_pi = 2 / np.sqrt(np.pi)
+    for sigma in (two_over_root_pi, two_over_root_pi / tau):
+        b = fliplib.lipschitz_bound(model, sigma=[sigma, sigma])
+        assert low * (1 - 1e-12) <= b <= high * (1 + 1e-12)
+    with pytest.raises(ValueError):
+        fliplib.lipschitz_bound(model, sigma=[1.0])
+
+
+def test_layer_jacobian_norms_multiply_to_a_bound():
+    model = fliplib.erf_network([4, 8, 8, 8, 3], seed=5)
+    x = np.random.default_rng(4).normal(size=(6, 4))
+    norms = fliplib.layer_jacobian_norms(model, x)
+    assert norms.shape == (6, 3)
+    jac = fliplib.logit_jacobian(model, x)
+    w_out = np.linalg.norm(network_params(model).weights[-1].numpy().T, 2)
+    assert np.all(np.linalg.norm(jac, 2, axis=(1, 2)) <= norms.prod(axis=1) * w_out * (1 + 1e-10))
+
+
+def test_jacobian_rejects_bad_input():
+    model = fliplib.erf_network([3, 4, 2], seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        fliplib.logit_jacobian(model, np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        fliplib.logit_jacobian(model, np.array([[0.0, np.nan, 1.0]]))

@@ -1,0 +1,114 @@
+import keras
+import numpy as np
+import pytest
+
+import fliplib
+from fliplib.model import Erf, ScalarPReLU
+from fliplib.params import network_params
+
+
+def test_erf_network_structure_and_logits():
+    model = fliplib.erf_network([5, 7, 3, 2], sigma=0.5, seed=1)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Dense", "Erf", "Dense", "Erf", "Dense"]
+    erfs = [layer for layer in model.layers if isinstance(layer, Erf)]
+    assert all(float(layer.sigma.numpy()) == 0.5 and layer.sigma.trainable for layer in erfs)
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
+    # Recompute eqs. 8-9 by hand.
+    y = x
+    for layer in model.layers[1:]:
+        if isinstance(layer, keras.layers.Dense):
+            y = y @ layer.kernel.numpy() + layer.bias.numpy()
+        else:
+            from scipy.special import erf
+
+            y = erf(y / 0.5)
+    np.testing.assert_allclose(model(x).numpy(), y, rtol=1e-5, atol=1e-6)
+
+
+def test_same_seed_same_weights_and_different_seed_differs():
+    a = fliplib.erf_network([4, 8, 3], seed=3).get_weights()
+    b = fliplib.erf_network([4, 8, 3], seed=3).get_weights()
+    c = fliplib.erf_network([4, 8, 3], seed=4).get_weights()
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+    assert not all(np.array_equal(u, v) for u, v in zip(a, c))
+
+
+@pytest.mark.parametrize("sizes", [[3], [3, 1], [3, 0, 2], [3, 2.5, 2]])
+def test_bad_layer_sizes(sizes):
+    with pytest.raises(ValueError, match="layer_sizes|classes"):
+        fliplib.erf_network(sizes)
+
+
+def test_architectures_match_the_papers():
+    arch = fliplib.ARCHITECTURES
+    assert arch["mnist"][0] == 100 and arch["mnist"][-1] == 10 and len(arch["mnist"]) == 14
+    assert arch["cifar10"][:2] == [2500, 1000] and arch["cifar10"][-1] == 2
+    assert arch["adult"][0] == 107 and arch["wbcd"][0] == 30
+    assert all(len(v) == 14 for v in arch.values())  # 12 hidden layers everywhere
+
+
+def test_train_learns_a_separable_problem_and_is_reproducible():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    weights = []
+    for _ in range(2):
+        model = fliplib.erf_network([2, 8, 2], seed=0)
+        fliplib.train(model, x, y, epochs=15, batch_size=32, seed=7)
+        weights.append(model.get_weights())
+    acc = np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y)
+    assert acc > 0.95
+    assert all(np.allclose(u, v) for u, v in zip(*weights))
+    proba = fliplib.predict_proba(model, x[:5])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_train_rejects_bad_labels():
+    model = fliplib.erf_network([2, 4, 3], seed=0)
+    x = np.zeros((5, 2))
+    with pytest.raises(ValueError, match="class labels"):
+        fliplib.train(model, x, np.array([0, 1, 2, 3, 0]), epochs=1)
+    with pytest.raises(ValueError, match="shape"):
+        fliplib.train(model, np.zeros((5, 3)), np.zeros(5), epochs=1)
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    model = fliplib.erf_network([3, 5, 2], sigma=0.7, seed=2)
+    path = tmp_path / "net.keras"
+    model.save(path)
+    loaded = fliplib.load_model(path)
+    x = np.random.default_rng(1).normal(size=(3, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6)
+    assert network_params(loaded).scales == pytest.approx(network_params(model).scales)
+
+
+def test_prelu_network_activation():
+    model = fliplib.prelu_network([2, 3, 2], alpha=0.1, seed=0)
+    layer = [lay for lay in model.layers if isinstance(lay, ScalarPReLU)][0]
+    out = layer(np.array([[-2.0, 0.0, 3.0]], dtype="float32")).numpy()
+    np.testing.assert_allclose(out, [[-0.2, 0.0, 3.0]])
+    with pytest.raises(ValueError, match="alpha"):
+        ScalarPReLU(alpha=1.5)
+
+
+def test_network_params_rejects_other_models():
+    relu_dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="built-in activation"):
+        network_params(relu_dense)
+    conv = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 2), keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="not an erf or PReLU network"):
+        network_params(conv)
+    linear = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="no hidden"):
+        network_params(linear)
+    with pytest.raises(TypeError, match="keras.Model"):
+        network_params("not a model")
+
+
+def test_network_params_reads_float64_weights():
+    model = fliplib.erf_network([3, 4, 2], sigma=0.3, seed=0)
+    params = network_params(model)
+    assert params.activation == "erf" and params.scales == pytest.approx((0.3,))
+    assert params.layer_sizes == [3, 4, 2] and params.n_hidden == 1
+    assert all(w.dtype.name == "float64" for w in params.weights)
