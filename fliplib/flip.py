@@ -451,15 +451,19 @@ def flip_evidence(model, x, x_hat, source, target, *, lower=None, upper=None, fi
         scale = np.maximum(np.abs(x_hat[sl]), 1.0) * active_tol
         at_lo = x_hat[sl] <= lo[sl] + scale
         at_hi = x_hat[sl] >= hi[sl] - scale
+        pinned = lo[sl] >= hi[sl]  # fixed features: their multiplier may have either sign
         free = ~(at_lo | at_hi)
         opt = np.empty(n_sl)
         for r in range(n_sl):
             rows = A[r, active[r]]  # (a, d)
             coef, *_ = np.linalg.lstsq((rows * free[r]).T, g[r] * free[r], rcond=None)
             resid = g[r] - rows.T @ coef
-            resid = np.where(free[r], resid, 0.0) + np.where(at_lo[r], np.minimum(resid, 0.0), 0.0) + np.where(
-                at_hi[r] & ~at_lo[r], np.maximum(resid, 0.0), 0.0
+            resid = (
+                np.where(free[r], resid, 0.0)
+                + np.where(at_lo[r] & ~at_hi[r], np.minimum(resid, 0.0), 0.0)
+                + np.where(at_hi[r] & ~at_lo[r], np.maximum(resid, 0.0), 0.0)
             )
+            resid = np.where(pinned[r], 0.0, resid)
             opt[r] = np.linalg.norm(resid) / max(np.linalg.norm(g[r]), 1e-300)
         out["logit_gap"].append(gap.numpy())
         out["z_source"].append(zi.numpy())
@@ -486,7 +490,7 @@ def _status(ev: dict, gap_tol: float, opt_tol: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau, margin, max_iter,
+def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau, schedule, margin, max_iter,
                  inner_iter, path_tol, gap_tol, xtol, step_fn):
     n = len(x0)
     x0_t = tf.constant(x0)
@@ -516,6 +520,12 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     n_jac = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.int64)
     done = np.zeros(n, dtype=bool)
+    best_x = x0.copy()
+    best_dist = np.full(n, np.inf)
+    last_ok = np.zeros(n, dtype=bool)
+    best_gap = np.full(n, np.inf)
+    stall = np.zeros(n, dtype=np.int64)
+    patience = 100
     h_min = 1.0 / (eta * 2.0**8)
     for _ in range(max_iter + 2 * eta * inner_iter * (1 + 8 * adaptive)):
         act = np.flatnonzero(~done)
@@ -524,14 +534,14 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         sub = homotopy.HomotopyStart(
             scales=[tf.gather(s, act) for s in start.scales], output_bias=tf.gather(start.output_bias, act)
         )
-        scales_t, bias_t = homotopy.interpolate(params, sub, t_try[act])
+        scales_t, bias_t = homotopy.interpolate(params, sub, t_try[act], schedule=schedule)
         out = step_fn(
             params.weights, params.biases, tf.constant(x[act]), tf.gather(x0_t, act), tf.constant(lo[act]), tf.constant(hi[act]),
             tf.constant(w[act]), tf.gather(src_t, act), tf.gather(tgt_t, act), scales_t, bias_t,
             tf.constant(mu[act]), tf.constant(margin, tf.float64), tf.constant(x_prev[act]),
             tf.constant(g_prev[act]), tf.constant(m_prev[act]), tf.constant(beta[act]),
         )
-        x_new, gap, min_other, zi, step_norm, mu_new, _, g_new, m_new, beta_new = (v.numpy() for v in out)
+        x_new, gap, min_other, zi, step_norm, mu_new, accepted, g_new, m_new, beta_new = (v.numpy() for v in out)
         x_prev[act] = x[act]
         g_prev[act], m_prev[act], beta[act] = g_new, m_new, beta_new
         x[act] = x_new
@@ -546,8 +556,18 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         feasible_path = (gap <= path_tol * tol) & (min_other > 0)
         feasible_tight = (gap <= 0.1 * gap_tol * tol) & (min_other > gap_tol * tol)
         # Final stage (the original network): stop when feasible and the step has vanished.
-        finished = final & ((feasible_tight & small) | (stage_iter[act] >= max_iter))
+        # Keep the closest feasible iterate on the original network: at a kink of a ReLU network
+        # (or on a rugged boundary) the iteration can leave a flip point it has found and stall.
+        improved = final & feasible_tight & (dist < best_dist[act])
+        best_x[act[improved]] = x_new[improved]
+        best_dist[act[improved]] = dist[improved]
+        # A final stage that has not reduced its logit gap by 10% in `patience` iterations has stalled.
+        progress = final & (gap < 0.9 * best_gap[act])
+        best_gap[act[progress]] = gap[progress]
+        stall[act] = np.where(final & ~progress & ~feasible_tight, stall[act] + 1, np.where(progress, 0, stall[act]))
+        finished = final & ((feasible_tight & small) | (stage_iter[act] >= max_iter) | (stall[act] >= patience))
         done[act[finished]] = True
+        last_ok[act] = final & feasible_tight
         # Homotopy stages: accept a step once its flip point is found, retreat if it is not.
         stage_over = ~final & ((feasible_path & settled) | (stage_iter[act] >= inner_iter))
         accept = stage_over & (feasible_path | (not adaptive))
@@ -568,6 +588,10 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         beta[moved], m_prev[moved], g_prev[moved], x_prev[moved] = 1.0, 0.0, 0.0, x[moved]
         t_try[moved] = np.where(1.0 - (t[moved] + h[moved]) <= 1e-12, 1.0, np.minimum(1.0, t[moved] + h[moved]))
         stage_iter[moved] = 0
+    # The last iterate, unless it is not a flip point and an earlier one was (or was closer).
+    dist_last = np.sqrt(np.sum(w * (x - x0) ** 2, axis=1))
+    fallback_best = np.isfinite(best_dist) & (~last_ok | (best_dist < dist_last))
+    x[fallback_best] = best_x[fallback_best]
     return x, n_jac, steps
 
 
@@ -585,6 +609,7 @@ def closest_flip_points(
     eta: int = 4,
     adaptive: bool = True,
     tau: float | None = None,
+    schedule: str = "linear",
     margin: float = 1e-3,
     max_iter: int = 300,
     inner_iter: int = 20,
@@ -628,6 +653,9 @@ def closest_flip_points(
     tau : float, optional
         Lower bound on neuron slopes in Algorithm 1 (default 1e-5 for erf networks; for PReLU
         the slope ``alpha^h`` of Algorithm F2, default 0.5).
+    schedule : {"linear", "inverse"}
+        How the widths move along the path: linearly in ``sigma`` (the paper) or in ``1/sigma``
+        (see :func:`fliplib.homotopy.interpolate`).
     margin : float
         Inequality margin: ``z_i >= z_k + margin`` for the other classes (logit units).
     max_iter : int
@@ -678,7 +706,7 @@ def closest_flip_points(
     flat_t = tgt[pairs_in, pairs_t]
     rows = params.n_classes - 1 if n_rows is None else max(1, min(int(n_rows), params.n_classes - 1))
     step_fn = _sqp_step(params.activation, params.n_classes, rows)
-    options = dict(eta=int(eta), adaptive=adaptive, tau=tau, margin=margin, max_iter=max_iter, inner_iter=inner_iter,
+    options = dict(eta=int(eta), adaptive=adaptive, tau=tau, schedule=schedule, margin=margin, max_iter=max_iter, inner_iter=inner_iter,
                    path_tol=path_tol, gap_tol=gap_tol, xtol=xtol, step_fn=step_fn)
 
     def solve(problems, how):

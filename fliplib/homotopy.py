@@ -159,7 +159,7 @@ def original(params: NetworkParams, n: int) -> HomotopyStart:
     return HomotopyStart(scales=widths, output_bias=tf.broadcast_to(params.biases[-1], (n, params.n_classes)))
 
 
-def interpolate(params: NetworkParams, start: HomotopyStart, t: tf.Tensor) -> tuple[list, tf.Tensor]:
+def interpolate(params: NetworkParams, start: HomotopyStart, t: tf.Tensor, *, schedule: str = "linear"):
     """The network at homotopy parameter ``t`` (Algorithm 2 lines 4-5, Algorithm F3 lines 4-5).
 
     ``theta(t) = theta^h + t (theta^N - theta^h)`` for the widths (or slopes) and the output bias;
@@ -169,14 +169,26 @@ def interpolate(params: NetworkParams, start: HomotopyStart, t: tf.Tensor) -> tu
     ----------
     t : tf.Tensor, shape (n,)
         One homotopy parameter per sample.
+    schedule : {"linear", "inverse"}
+        ``"linear"`` moves ``sigma`` linearly, as the paper does.  ``"inverse"`` moves ``1/sigma``
+        linearly instead, so that the Lipschitz bound of eq. 15, which is proportional to
+        ``1/sigma`` per layer, changes by the same amount at every step (App. D.1 ties the step
+        size to that change); for PReLU slopes both are linear.
 
     Returns
     -------
     scales : list of tf.Tensor
     output_bias : tf.Tensor, shape (n, n_classes)
     """
-    t = tf.convert_to_tensor(t, tf.float64)[:, None]
-    # (1 - t) a + t b (rather than a + t (b - a)) gives the original network exactly at t = 1.
-    scales = [(1.0 - t) * s_h + t * s_n for s_h, s_n in zip(start.scales, params.scales)]
+    if schedule not in ("linear", "inverse"):
+        raise ValueError(f"schedule must be 'linear' or 'inverse', got {schedule!r}")
+    t = tf.cast(tf.convert_to_tensor(t), tf.float64)[:, None]
+    if schedule == "inverse" and params.activation == "erf":
+        # t = 1 returns sigma^N itself, not 1 / (1 / sigma^N).
+        scales = [tf.where(t >= 1.0, tf.constant(s_n, tf.float64) + 0.0 * s_h, 1.0 / ((1.0 - t) / s_h + t / s_n))
+                  for s_h, s_n in zip(start.scales, params.scales)]
+    else:
+        # (1 - t) a + t b (rather than a + t (b - a)) gives the original network exactly at t = 1.
+        scales = [(1.0 - t) * s_h + t * s_n for s_h, s_n in zip(start.scales, params.scales)]
     bias = (1.0 - t) * start.output_bias + t * params.biases[-1]
     return scales, bias

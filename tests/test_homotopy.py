@@ -114,3 +114,19 @@ def test_interpolate_endpoints_are_exact():
     assert np.array_equal(b0.numpy(), start.output_bias.numpy())
     assert all(np.all(s.numpy() == sigma) for s, sigma in zip(s1, params.scales))  # float32 0.7, exactly
     assert np.array_equal(b1.numpy(), np.broadcast_to(params.biases[-1].numpy(), (4, 3)))
+
+
+def test_inverse_schedule_moves_one_over_sigma_linearly_and_ends_exactly():
+    model = fliplib.erf_network([3, 6, 6, 3], sigma=0.2, seed=0)
+    params = network_params(model)
+    x = tf.constant(np.random.default_rng(0).normal(size=(4, 3)))
+    start = homotopy.HomotopyStart(scales=homotopy.transform_erf(params, x, 1e-5),
+                                   output_bias=tf.zeros((4, 3), tf.float64))
+    ts = [0.0, 0.25, 0.5, 1.0]
+    inv = [homotopy.interpolate(params, start, tf.fill([4], t), schedule="inverse")[0][0].numpy() for t in ts]
+    np.testing.assert_allclose(inv[0], start.scales[0].numpy())
+    np.testing.assert_allclose(1 / inv[2], 0.5 * (1 / inv[0] + 1 / params.scales[0]))
+    np.testing.assert_allclose(1 / inv[1] - 1 / inv[0], 1 / inv[2] - 1 / inv[1])
+    assert np.all(inv[3] == params.scales[0])
+    with pytest.raises(ValueError, match="schedule"):
+        homotopy.interpolate(params, start, tf.zeros(4, tf.float64), schedule="cubic")
