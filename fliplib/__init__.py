@@ -11,7 +11,7 @@ The public API, module by module:
 """
 
 from . import baselines, datasets, homotopy, wavelets
-from .flip import STATUS_MESSAGES, FlipResult, closest_flip_points, flip_evidence
+from .flip import STATUS_MESSAGES, FlipResult, closest_flip_points, flip_evidence, status_from_evidence
 from .jacobian import (
     homotopy_lipschitz_bounds,
     layer_jacobian_norms,
@@ -43,5 +43,6 @@ __all__ = [
     "predict_proba",
     "prelu_network",
     "softmax_jacobian",
+    "status_from_evidence",
     "train",
 ]

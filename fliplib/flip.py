@@ -31,7 +31,7 @@ from . import homotopy
 from .jacobian import vjp
 from .params import NetworkParams, forward, network_params
 
-__all__ = ["FlipResult", "STATUS_MESSAGES", "closest_flip_points", "flip_evidence"]
+__all__ = ["FlipResult", "STATUS_MESSAGES", "closest_flip_points", "flip_evidence", "status_from_evidence"]
 
 #: Status codes of :class:`FlipResult` and what they mean.
 STATUS_MESSAGES = {
@@ -291,7 +291,7 @@ def _dual_qp(A, b, x0, lo, hi, w, is_eq, n_iter: int):
             lam_ * (tf.einsum("nrd,nd->nr", A, p_) - b), axis=1
         )
 
-    for _ in range(n_iter):
+    def ascend(k, lam):
         q, p = primal(lam)
         free = tf.cast((q > lo) & (q < hi), tf.float64)
         grad = b - tf.einsum("nrd,nd->nr", A, p)
@@ -302,43 +302,64 @@ def _dual_qp(A, b, x0, lo, hi, w, is_eq, n_iter: int):
         # A tiny ridge keeps the solve defined where gradients vanish (an all-zero row of A).
         reg = 1e-12 * tf.linalg.trace(hess)[:, None, None] + 1e-200
         reduced = keep2 * hess + (1.0 - keep2) * eye + reg * eye
-        step = tf.linalg.solve(reduced, (keep * grad)[:, :, None])[:, :, 0]
+        newton = tf.linalg.solve(reduced, (keep * grad)[:, :, None])[:, :, 0]
+        # The safe step: a diagonal bound on the dual's curvature for every free set (Gershgorin
+        # on A W^{-1} A^T), so that the projected step ascends where the projected Newton step
+        # does not (at a kink of the dual, or where an inequality multiplier hits zero).
+        bound = tf.reduce_sum(tf.abs(tf.einsum("nrd,nsd->nrs", A / w[:, None, :], A)), axis=2)
+        safe = keep * grad / (bound + reg[:, :, 0] + 1e-300)
         base = dual_value(lam)
-        slope = tf.reduce_sum(grad * step, axis=1)
-        alpha = tf.ones_like(base)
-        accepted = tf.zeros_like(base, dtype=tf.bool)
         new_lam = lam
-        for _ in range(8):
-            trial = lam + alpha[:, None] * step
-            trial = tf.where(ineq, tf.maximum(trial, 0.0), trial)
-            ok = dual_value(trial) >= base + 1e-4 * alpha * slope - 1e-12 * tf.abs(base)
-            take = ok & tf.logical_not(accepted)
-            new_lam = tf.where(take[:, None], trial, new_lam)
-            accepted = accepted | ok
-            alpha = tf.where(accepted, alpha, 0.5 * alpha)
-        lam = tf.where(tf.math.is_finite(new_lam), new_lam, lam)
+        accepted = tf.zeros_like(base, dtype=tf.bool)
+        for step in (newton, safe):
+            slope = tf.reduce_sum(grad * step, axis=1)
+            alpha = tf.ones_like(base)
+            for _ in range(6):
+                trial = lam + alpha[:, None] * step
+                trial = tf.where(ineq, tf.maximum(trial, 0.0), trial)
+                ok = dual_value(trial) >= base + 1e-4 * alpha * slope - 1e-12 * tf.abs(base)
+                take = ok & tf.logical_not(accepted)
+                new_lam = tf.where(take[:, None], trial, new_lam)
+                accepted = accepted | ok
+                alpha = tf.where(accepted, alpha, 0.5 * alpha)
+        return k + 1, tf.where(tf.math.is_finite(new_lam), new_lam, lam)
+
+    # A graph loop, not an unrolled one: the compiled SQP step stays small.
+    _, lam = tf.while_loop(lambda k, _: k < n_iter, ascend, (tf.constant(0), lam))
     return primal(lam)[1], lam
 
 
-def _sqp_step(activation: str, n_classes: int, n_rows: int, dual_iter: int = 12, line_search: int = 12):
+def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_iter: int = 12, line_search: int = 12):
     """One SQP iteration for a batch, compiled once per network kind (see the module docstring).
 
-    The weights are arguments, not constants, so networks of the same kind share the compiled
-    function (compiling costs seconds; a flip-point call should not).
+    The weights are arguments, not constants, and every dimension but the number of layers is
+    left open in the signature, so networks of the same kind and any batch size share one
+    compiled function (compiling costs seconds; a flip-point call should not).
 
     The quadratic model of the Lagrangian is ``beta W`` with a scalar ``beta`` per problem, the
     Rayleigh quotient of the Lagrangian's curvature along the last step (a secant estimate
     from the gradients of ``lambda^T c`` at the last two iterates), clipped to ``[1/4, 4]``.
     ``beta = 1`` is the plain projection of ``x`` onto the linearised constraints.
     """
-    key = (activation, n_classes, n_rows, dual_iter, line_search)
+    key = (activation, n_classes, n_rows, n_layers, dual_iter, line_search)
     if key in _COMPILED_STEPS:
         return _COMPILED_STEPS[key]
     is_eq = tf.constant([True] + [False] * (n_rows - 1))
     row_margin_mask = tf.constant([0.0] + [1.0] * (n_rows - 1), tf.float64)
 
-    @tf.function(reduce_retracing=True)
-    def step(weights, biases, x, x0, lo, hi, w, src, tgt, scales, bias, mu, margin, x_prev, g_prev, m_prev, beta_prev):
+    matrix = tf.TensorSpec([None, None], tf.float64)
+    vector = tf.TensorSpec([None], tf.float64)
+    classes = tf.TensorSpec([None], tf.int64)
+    per_class = tf.TensorSpec([None, n_classes], tf.float64)
+    signature = [
+        (matrix,) * (n_layers - 1) + (per_class,), (vector,) * (n_layers - 1) + (tf.TensorSpec([n_classes], tf.float64),),
+        matrix, matrix, matrix, matrix, matrix, classes, classes,
+        (matrix,) * (n_layers - 1), per_class, vector, tf.TensorSpec([], tf.float64), matrix, matrix, per_class, vector, vector,
+    ]
+
+    @tf.function(input_signature=signature)
+    def step(weights, biases, x, x0, lo, hi, w, src, tgt, scales, bias, mu, margin, x_prev, g_prev, m_prev, beta_prev,
+             radius):
         params = NetworkParams(weights=weights, biases=biases, activation=activation, scales=())
 
         def merit_terms(x, scales, bias, src, tgt, margin):
@@ -367,20 +388,59 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, dual_iter: int = 12,
         center = x - (x - x0) / beta[:, None]
         p, lam_scaled = _dual_qp(A, b, center, lo, hi, w, is_eq, dual_iter)
         lam = beta[:, None] * lam_scaled
-        d = p - x
+        # Trust region: the step is at most `radius` long (w-norm), so that a linearisation with
+        # vanishing gradients cannot throw the iterate far into a saturated region.
+        d_norm = tf.sqrt(tf.reduce_sum(w * tf.square(p - x), axis=1))
+        shrink = tf.minimum(radius / tf.maximum(d_norm, 1e-300), 1.0)
+        d = (p - x) * shrink[:, None]
         m_new = tf.einsum("nr,nrc->nc", lam, seeds)
         g_new = tf.einsum("nr,nrd->nd", lam, A)
-        mu_new = tf.maximum(mu, 2.0 * tf.reduce_max(tf.abs(lam), axis=1) + 1e-8)
+        # Linearised constraints at p: how much of the violation the step is predicted to remove.
+        # The QP can be infeasible (a box or vanishing gradients), so predict, do not assume.
+        lin = tf.einsum("nrd,nd->nr", A, p) - b + margin * row_margin_mask  # c_rows + A (p - x)
+        eq_row = 1.0 - row_margin_mask
+        viol_rows = tf.reduce_sum(eq_row * tf.abs(c_rows) + row_margin_mask * tf.nn.relu(margin - c_rows), axis=1)
+        viol_lin = tf.reduce_sum(eq_row * tf.abs(lin) + row_margin_mask * tf.nn.relu(margin - lin), axis=1)
+        predicted = shrink * (viol_rows - viol_lin)  # the l1 model is linear along a shortened step
+        solved = viol_lin <= 1e-8 * (1.0 + viol_rows)
+        # The penalty follows the multipliers (Powell's rule: above twice the largest, and decaying
+        # towards it, so that one huge multiplier from a nearly flat start does not freeze the
+        # iteration), and only where the QP was solved (elsewhere the multipliers diverge).
+        lam_max = 2.0 * tf.reduce_max(tf.abs(lam), axis=1) + 1e-8
+        mu_new = tf.where(solved, tf.maximum(lam_max, 0.5 * (mu + lam_max)), mu)
         phi0 = 0.5 * tf.reduce_sum(w * tf.square(x - x0), axis=1) + mu_new * violation
-        slope = tf.minimum(tf.reduce_sum(w * (x - x0) * d, axis=1) - mu_new * violation, 0.0)
+        slope = tf.minimum(tf.reduce_sum(w * (x - x0) * d, axis=1) - mu_new * predicted, 0.0)
+
+        def merit(trial):
+            g_t, v_t, o_t, z_t = merit_terms(trial, scales, bias, src, tgt, margin)
+            return 0.5 * tf.reduce_sum(w * tf.square(trial - x0), axis=1) + mu_new * v_t, g_t, o_t, z_t
+
+        # The full step, then its second-order correction (Nocedal & Wright, sec. 18.3): where the
+        # full step fails on curvature of the boundary (the Maratos effect), one more projection
+        # of the full step onto the target's linearised equality, with the Jacobian at x.
+        full = tf.clip_by_value(x + d, lo, hi)
+        phi_full, gap_full, other_full, zi_full = merit(full)
+        ok_full = phi_full <= phi0 + 1e-4 * slope
+        c_full = forward(params, full, scales=scales, output_bias=bias).logits
+        c_full = tf.gather(c_full, src, axis=1, batch_dims=1) - tf.gather(c_full, tgt, axis=1, batch_dims=1)
+        free = tf.cast(hi > lo, tf.float64)
+        a0 = A[:, 0] * free / w
+        corr = -(c_full / tf.maximum(tf.reduce_sum(a0 * A[:, 0], axis=1), 1e-300))[:, None] * a0
+        soc = tf.clip_by_value(full + corr, lo, hi)
+        phi_soc, gap_soc, other_soc, zi_soc = merit(soc)
+        ok_soc = tf.logical_not(ok_full) & (phi_soc <= phi0 + 1e-4 * slope) & tf.reduce_all(tf.math.is_finite(soc), axis=1)
+
+        def pick(a, b, c):
+            cond_a = ok_full if a.shape.rank == 1 else ok_full[:, None]
+            cond_b = ok_soc if a.shape.rank == 1 else ok_soc[:, None]
+            return tf.where(cond_a, a, tf.where(cond_b, b, c))
 
         def not_done(k, alpha, accepted, *_):
             return (k < line_search) & tf.logical_not(tf.reduce_all(accepted))
 
         def trial_step(k, alpha, accepted, x_new, gap_new, other_new, zi_new):
             trial = tf.clip_by_value(x + alpha[:, None] * d, lo, hi)
-            g_t, v_t, o_t, z_t = merit_terms(trial, scales, bias, src, tgt, margin)
-            phi = 0.5 * tf.reduce_sum(w * tf.square(trial - x0), axis=1) + mu_new * v_t
+            phi, g_t, o_t, z_t = merit(trial)
             ok = (phi <= phi0 + 1e-4 * alpha * slope) & tf.logical_not(accepted)
             x_new = tf.where(ok[:, None], trial, x_new)
             gap_new = tf.where(ok, g_t, gap_new)
@@ -390,10 +450,19 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, dual_iter: int = 12,
             alpha = tf.where(accepted, alpha, 0.5 * alpha)
             return k + 1, alpha, accepted, x_new, gap_new, other_new, zi_new
 
-        init = (tf.constant(0), tf.ones_like(phi0), tf.zeros_like(phi0, dtype=tf.bool), x, gap, min_other, zi)
+        first = ok_full | ok_soc
+        init = (tf.constant(1), tf.fill(tf.shape(phi0), tf.constant(0.5, tf.float64)), first,
+                pick(full, soc, x), pick(gap_full, gap_soc, gap), pick(other_full, other_soc, min_other),
+                pick(zi_full, zi_soc, zi))
         _, _, accepted, x_new, gap_new, other_new, zi_new = tf.while_loop(not_done, trial_step, init)
         step_norm = tf.sqrt(tf.reduce_sum(w * tf.square(d), axis=1))
-        return x_new, gap_new, other_new, zi_new, step_norm, mu_new, accepted, g_new, m_new, beta
+        # A step the line search rejects leaves x unchanged; more curvature next time shortens the
+        # step towards the Gauss-Newton projection onto the linearised constraints (a trust region
+        # in effect), so a rejected iteration is never repeated identically.
+        beta = tf.where(accepted, beta, tf.minimum(4.0 * tf.maximum(beta, 1.0), 1e6))
+        # The radius doubles after a full step that it cut short and halves after a rejection.
+        radius = tf.where(first & (shrink < 1.0), 2.0 * radius, tf.where(accepted, radius, 0.5 * tf.minimum(radius, step_norm)))
+        return x_new, gap_new, other_new, zi_new, step_norm, mu_new, accepted, g_new, m_new, beta, radius
 
     _COMPILED_STEPS[key] = step
     return step
@@ -476,7 +545,25 @@ def flip_evidence(model, x, x_hat, source, target, *, lower=None, upper=None, fi
     return result
 
 
-def _status(ev: dict, gap_tol: float, opt_tol: float) -> np.ndarray:
+def status_from_evidence(evidence: dict, *, gap_tol: float = 1e-6, opt_tol: float = 1e-3) -> np.ndarray:
+    """The status code (:data:`STATUS_MESSAGES`) of each flip point from its evidence.
+
+    Parameters
+    ----------
+    evidence : dict of ndarray
+        As returned by :func:`flip_evidence`.
+    gap_tol : float
+        A flip point needs ``|z_i - z_j| <= gap_tol * max(1, |z_i|)`` and every other logit at
+        least that far below ``z_i``.
+    opt_tol : float
+        Status 0 needs the relative first-order optimality residual below this; above, status 1.
+
+    Returns
+    -------
+    ndarray of int
+        0 or 1 for a flip point; 2-5 name the first condition that fails.
+    """
+    ev = evidence
     tol = gap_tol * np.maximum(1.0, ev["z_source"])
     status = np.where(ev["optimality"] <= opt_tol, 0, 1)
     status = np.where(ev["bound_violation"] > 0, 4, status)
@@ -516,6 +603,9 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     g_prev = np.zeros_like(x0)
     m_prev = np.zeros((n, params.n_classes))
     beta = np.ones(n)
+    # Initial trust radius: the scale of the input itself (and at least that of a unit box).
+    radius0 = np.maximum(np.sqrt(np.sum(w * x0**2, axis=1)), np.sqrt(np.sum(w, axis=1)))
+    radius = radius0.copy()
     stage_iter = np.zeros(n, dtype=np.int64)
     n_jac = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.int64)
@@ -535,13 +625,18 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
             scales=[tf.gather(s, act) for s in start.scales], output_bias=tf.gather(start.output_bias, act)
         )
         scales_t, bias_t = homotopy.interpolate(params, sub, t_try[act], schedule=schedule)
+        scales_t = tuple(scales_t)
         out = step_fn(
-            params.weights, params.biases, tf.constant(x[act]), tf.gather(x0_t, act), tf.constant(lo[act]), tf.constant(hi[act]),
+            tuple(params.weights), tuple(params.biases), tf.constant(x[act]), tf.gather(x0_t, act), tf.constant(lo[act]), tf.constant(hi[act]),
             tf.constant(w[act]), tf.gather(src_t, act), tf.gather(tgt_t, act), scales_t, bias_t,
             tf.constant(mu[act]), tf.constant(margin, tf.float64), tf.constant(x_prev[act]),
-            tf.constant(g_prev[act]), tf.constant(m_prev[act]), tf.constant(beta[act]),
+            tf.constant(g_prev[act]), tf.constant(m_prev[act]), tf.constant(beta[act]), tf.constant(radius[act]),
         )
-        x_new, gap, min_other, zi, step_norm, mu_new, accepted, g_new, m_new, beta_new = (v.numpy() for v in out)
+        x_new, gap, min_other, zi, step_norm, mu_new, accepted, g_new, m_new, beta_new, radius_new = (
+            v.numpy() for v in out
+        )
+        # The radius may shrink without limit but never grows past the scale of the input.
+        radius[act] = np.clip(radius_new, 1e-12 * radius0[act], radius0[act])
         x_prev[act] = x[act]
         g_prev[act], m_prev[act], beta[act] = g_new, m_new, beta_new
         x[act] = x_new
@@ -705,7 +800,7 @@ def closest_flip_points(
     pairs_in, pairs_t = np.nonzero(tgt != src[:, None])
     flat_t = tgt[pairs_in, pairs_t]
     rows = params.n_classes - 1 if n_rows is None else max(1, min(int(n_rows), params.n_classes - 1))
-    step_fn = _sqp_step(params.activation, params.n_classes, rows)
+    step_fn = _sqp_step(params.activation, params.n_classes, rows, len(params.weights))
     options = dict(eta=int(eta), adaptive=adaptive, tau=tau, schedule=schedule, margin=margin, max_iter=max_iter, inner_iter=inner_iter,
                    path_tol=path_tol, gap_tol=gap_tol, xtol=xtol, step_fn=step_fn)
 
@@ -730,17 +825,17 @@ def closest_flip_points(
     if method == "homotopy" and fallback is not None:
         # App. D.4: where the path breaks (or, with "closer", everywhere), try another path:
         # the direct solve from x; keep the feasible answer, the closer one if both are.
-        ok = _status(ev, gap_tol, opt_tol) <= 1
+        ok = status_from_evidence(ev, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
         again = everything[~ok] if fallback == "failed" else everything
         if again.size:
             x_f, jac_f, _, ev_f = solve(again, "direct")
             n_jac[again] += jac_f
-            ok_f = _status(ev_f, gap_tol, opt_tol) <= 1
+            ok_f = status_from_evidence(ev_f, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
             better = ok_f & (~ok[again] | (ev_f["distance"] < ev["distance"][again]))
             x_hat[again[better]] = x_f[better]
             for key in ev:
                 ev[key][again[better]] = ev_f[key][better]
-    status = _status(ev, gap_tol, opt_tol)
+    status = status_from_evidence(ev, gap_tol=gap_tol, opt_tol=opt_tol)
 
     def scatter(values, fill, dtype=None):
         arr = np.full((n, r) + np.shape(values)[1:], fill, dtype=dtype or np.asarray(values).dtype)

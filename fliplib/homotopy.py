@@ -1,7 +1,10 @@
 """The homotopy transformation of a network (Algorithms 1 and F2) and its path (Algorithms 2 and F3).
 
-Algorithm 1 widens the erf of every hidden layer so that, at the input ``x``, every neuron's
-slope lies between ``tau`` and 1 (no vanishing or exploding gradients), and moves the output
+Algorithm 1 widens the erf of every hidden layer so that, at the input ``x``, every neuron works
+away from saturation: ``erf'(c / sigma^h)`` lies in ``[tau, 2/sqrt(pi)]``, so the neuron's slope with
+respect to its pre-activation ``c``, ``erf'(c / sigma^h) / sigma^h``, lies in ``[tau / sigma^h, 1]``
+because ``sigma^h >= 2/sqrt(pi)`` (App. D.1: no exploding gradients, and no vanishing ones beyond
+what the widths themselves impose).  It also moves the output
 bias so that ``x`` itself becomes a flip point (line 13).  Algorithm 2 then walks the network
 back to its original form, ``theta(t) = theta^h + t (theta^N - theta^h)`` for ``t`` from 0 to 1,
 solving for the closest flip point at each step from the previous one.  Everything here is
@@ -155,7 +158,8 @@ def flip_bias(logits: tf.Tensor, source: tf.Tensor, target: tf.Tensor, margin: f
 
 def original(params: NetworkParams, n: int) -> HomotopyStart:
     """The untransformed network as a (trivial) homotopy start: ``method="direct"``, eta = 1."""
-    widths = [tf.fill((n, 1), tf.constant(s, tf.float64)) for s in params.scales]
+    # Per-neuron widths, the same shape as Algorithm 1's, so one compiled solver serves both.
+    widths = [tf.fill((n, int(w.shape[1])), tf.constant(s, tf.float64)) for s, w in zip(params.scales, params.weights)]
     return HomotopyStart(scales=widths, output_bias=tf.broadcast_to(params.biases[-1], (n, params.n_classes)))
 
 
