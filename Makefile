@@ -1,12 +1,15 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make book   -> .venv with fliplib[book,test], then the executed site in _build/html
 #   make test   -> the same .venv, then the test suite
+# and, after `make book`, `make browser-test` opens every page of _build/html in headless Chromium
+# (Debian: apt-get install chromium chromium-driver).
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BROWSER_STAMP := $(VENV)/.installed-browser
 
-.PHONY: book test lab bench clean
+.PHONY: book test browser-test screenshot lab bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +23,18 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[browser]"
+	touch $(BROWSER_STAMP)
+
+browser-test: $(BROWSER_STAMP)
+	@test -f _build/html/index.html || { echo "no _build/html: run 'make book' first"; exit 1; }
+	$(BIN)/python -m pytest -m browser tests/browser
+
+# The README's picture of the built site (docs/screenshot.png).
+screenshot: $(BROWSER_STAMP)
+	$(BIN)/python tests/browser/screenshot.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab book/
