@@ -10,7 +10,7 @@ The public API, module by module:
 - ``fliplib.datasets``, ``fliplib.wavelets``: data and wavelet features
 """
 
-from . import baselines, datasets, homotopy, wavelets
+from . import baselines, datasets, homotopy, plotting, wavelets
 from .flip import STATUS_MESSAGES, FlipResult, closest_flip_points, flip_evidence, status_from_evidence
 from .jacobian import (
     homotopy_lipschitz_bounds,

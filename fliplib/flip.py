@@ -185,13 +185,17 @@ def _check_inputs(params: NetworkParams, x, lower, upper, fixed, feature_weights
     hi = _as_matrix("upper", upper, n, d, np.inf)
     if np.any(lo > hi):
         raise ValueError("lower exceeds upper for some feature")
-    outside = (x < lo) | (x > hi)
+    # Rounding (a transform that lands on a bound) is forgiven up to 1e-12 relative: such
+    # inputs are moved onto the bound; anything farther outside is an error.
+    slack = 1e-12 * np.maximum(1.0, np.maximum(np.abs(np.where(np.isfinite(lo), lo, 0.0)), np.abs(np.where(np.isfinite(hi), hi, 0.0))))
+    outside = (x < lo - slack) | (x > hi + slack)
     if np.any(outside):
         i, f = np.argwhere(outside)[0]
         raise ValueError(
             f"input {i} lies outside its bounds at feature {f}: {x[i, f]} not in [{lo[i, f]}, {hi[i, f]}] "
             f"({int(outside.any(axis=1).sum())} inputs are outside)"
         )
+    x = np.clip(x, lo, hi)
     if fixed is not None:
         mask = np.asarray(fixed)
         if mask.dtype != bool:
@@ -408,8 +412,15 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
         # iteration), and only where the QP was solved (elsewhere the multipliers diverge).
         lam_max = 2.0 * tf.reduce_max(tf.abs(lam), axis=1) + 1e-8
         mu_new = tf.where(solved, tf.maximum(lam_max, 0.5 * (mu + lam_max)), mu)
+        # Where the step reduces the linearised violation, the penalty is at least what makes it a
+        # descent direction of the merit function, curvature included (Nocedal & Wright, eq. 18.36, rho = 1/2): this
+        # drives an infeasible QP's step (a box, or vanishing gradients) towards feasibility.
+        objective_slope = tf.reduce_sum(w * (x - x0) * d, axis=1)
+        curvature = 0.5 * tf.reduce_sum(w * tf.square(d), axis=1)
+        needed = 2.0 * tf.maximum(objective_slope + curvature, 0.0) / tf.maximum(predicted, 1e-300)
+        mu_new = tf.where(predicted > 0.0, tf.maximum(mu_new, needed + 1e-8), mu_new)
         phi0 = 0.5 * tf.reduce_sum(w * tf.square(x - x0), axis=1) + mu_new * violation
-        slope = tf.minimum(tf.reduce_sum(w * (x - x0) * d, axis=1) - mu_new * predicted, 0.0)
+        slope = tf.minimum(objective_slope - mu_new * predicted, 0.0)
 
         def merit(trial):
             g_t, v_t, o_t, z_t = merit_terms(trial, scales, bias, src, tgt, margin)

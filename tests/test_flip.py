@@ -258,3 +258,15 @@ def test_not_an_erf_network_is_an_error():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(2)])
     with pytest.raises(TypeError, match="Dense layer with a built-in activation"):
         fliplib.closest_flip_points(model, np.zeros((1, 3)), 1)
+
+
+def test_bounds_forgive_rounding_only():
+    """An input on a bound up to rounding (a transform that lands on sqrt(8)) is accepted and moved
+    onto the bound; one that is really outside is rejected with the feature named."""
+    model = fliplib.erf_network([3, 5, 2], seed=0)
+    upper = np.sqrt(8.0)
+    x = np.array([[0.5, 0.2, np.nextafter(upper, 10.0)]])
+    res = fliplib.closest_flip_points(model, x, "all", lower=0.0, upper=upper)
+    assert np.all(res.x[~np.isnan(res.x)] <= upper)
+    with pytest.raises(ValueError, match="outside its bounds at feature 2"):
+        fliplib.closest_flip_points(model, x + [[0, 0, 1e-6]], "all", lower=0.0, upper=upper)
