@@ -36,7 +36,7 @@ import tensorflow as tf
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .jacobian import lipschitz_bound
+from .jacobian import _as_points, lipschitz_bound
 from .params import NetworkParams, forward, network_params
 
 __all__ = [
@@ -60,15 +60,6 @@ __all__ = [
 # ------------------------------------------------------------------------------ the margin
 
 
-def _points(params: NetworkParams, x, name: str = "x") -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != params.n_features:
-        raise ValueError(f"{name} must have shape (n, {params.n_features}), got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} holds NaN or inf values")
-    return x
 
 
 @dataclass(frozen=True)
@@ -140,7 +131,7 @@ def margin(model, x, *, source=None, target=None) -> np.ndarray:
     ndarray, shape (n,)
     """
     params = network_params(model)
-    x = _points(params, x)
+    x = _as_points(params, x)
     logits = _logits(params, x)
     src = _classes(params, source, len(x), "source", logits.argmax(axis=1))
     tgt = _classes(params, target, len(x), "target", None)
@@ -279,8 +270,8 @@ def scan_segments(
     SegmentCrossings
     """
     params = network_params(model)
-    a = _points(params, start, "start")
-    b = _points(params, end, "end")
+    a = _as_points(params, start, "start")
+    b = _as_points(params, end, "end")
     if a.shape != b.shape:
         raise ValueError(f"start and end must have the same shape, got {a.shape} and {b.shape}")
     net = _numpy_net(params)
@@ -373,8 +364,8 @@ def segment_outputs(model, start, end, *, n_points: int = 201, t_min: float = 0.
     proba : ndarray, shape (n, n_points, n_classes)
     """
     params = network_params(model)
-    a = _points(params, start, "start")
-    b = _points(params, end, "end")
+    a = _as_points(params, start, "start")
+    b = _as_points(params, end, "end")
     if a.shape != b.shape:
         raise ValueError(f"start and end must have the same shape, got {a.shape} and {b.shape}")
     if not (isinstance(n_points, (int, np.integer)) and n_points >= 2):
@@ -428,7 +419,7 @@ def margin_gradient(model, x, *, source=None, target=None) -> tuple[np.ndarray, 
     gradient : ndarray, shape (n, n_features)
     """
     params = network_params(model)
-    x = _points(params, x)
+    x = _as_points(params, x)
     src, tgt = _source_target(params, x, source, target)
     return _margin_gradient(params, x, src, tgt)
 
@@ -458,7 +449,7 @@ def taylor_distance(model, x, *, source=None, target=None, output: str = "logits
     if output not in ("logits", "softmax"):
         raise ValueError(f"output must be 'logits' or 'softmax', got {output!r}")
     params = network_params(model)
-    x = _points(params, x)
+    x = _as_points(params, x)
     src, tgt = _source_target(params, x, source, target)
     g, grad = _margin_gradient(params, x, src, tgt, output)
     norm = np.linalg.norm(grad, axis=1)
@@ -521,8 +512,8 @@ def distance_along_direction(
         The distance, ``inf`` where the segment holds no crossing.
     """
     params = network_params(model)
-    x = _points(params, x)
-    u = _points(params, direction, "direction")
+    x = _as_points(params, x)
+    u = _as_points(params, direction, "direction")
     if u.shape != x.shape:
         raise ValueError(f"direction must have shape {x.shape}, got {u.shape}")
     norm = np.linalg.norm(u, axis=1)
@@ -574,7 +565,7 @@ def line_adjacency(model, points, *, cls: int, lipschitz: float | None = None, r
         Symmetric adjacency matrix with a False diagonal.
     """
     params = network_params(model)
-    x = _points(params, points, "points")
+    x = _as_points(params, points, "points")
     pred = _logits(params, x).argmax(axis=1)
     if np.any(pred != cls):
         raise ValueError(f"every point must be predicted as class {cls}; {int(np.sum(pred != cls))} are not")
@@ -666,7 +657,7 @@ def pgd_l2_attack(model, x, target, *, epsilon: float, steps: int = 100, step_si
         The attack's points (check their class: the budget may be too small).
     """
     params = network_params(model)
-    x = _points(params, x)
+    x = _as_points(params, x)
     tgt = _classes(params, target, len(x), "target", None)
     if not epsilon > 0:
         raise ValueError(f"epsilon must be positive, got {epsilon}")

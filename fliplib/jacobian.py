@@ -44,14 +44,15 @@ def vjp(params: NetworkParams, fwd: Forward, seeds: tf.Tensor) -> tf.Tensor:
     return g
 
 
-def _as_points(params: NetworkParams, x) -> np.ndarray:
+def _as_points(params: NetworkParams, x, name: str = "x") -> np.ndarray:
+    """``x`` as a finite float64 array of shape (n, n_features); ``name`` is used in errors."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2 or x.shape[1] != params.n_features:
-        raise ValueError(f"x must have shape (n, {params.n_features}), got {x.shape}")
+        raise ValueError(f"{name} must have shape (n, {params.n_features}), got {x.shape}")
     if not np.all(np.isfinite(x)):
-        raise ValueError("x holds NaN or inf values")
+        raise ValueError(f"{name} holds NaN or inf values")
     return x
 
 
