@@ -366,10 +366,6 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
              radius):
         params = NetworkParams(weights=weights, biases=biases, activation=activation, scales=())
 
-        def merit_terms(x, scales, bias, src, tgt, margin):
-            fwd = forward(params, x, scales=scales, output_bias=bias)
-            return _constraint_values(fwd.logits, src, tgt, margin)[1:]
-
         fwd = forward(params, x, scales=scales, output_bias=bias)
         c, gap, violation, min_other, zi = _constraint_values(fwd.logits, src, tgt, margin)
         if n_rows > 1:
@@ -423,22 +419,23 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
         slope = tf.minimum(objective_slope - mu_new * predicted, 0.0)
 
         def merit(trial):
-            g_t, v_t, o_t, z_t = merit_terms(trial, scales, bias, src, tgt, margin)
-            return 0.5 * tf.reduce_sum(w * tf.square(trial - x0), axis=1) + mu_new * v_t, g_t, o_t, z_t
+            """The l1 merit at ``trial`` and its constraint values (one forward pass)."""
+            c_t, g_t, v_t, o_t, z_t = _constraint_values(
+                forward(params, trial, scales=scales, output_bias=bias).logits, src, tgt, margin)
+            return 0.5 * tf.reduce_sum(w * tf.square(trial - x0), axis=1) + mu_new * v_t, c_t, g_t, o_t, z_t
 
         # The full step, then its second-order correction (Nocedal & Wright, sec. 18.3): where the
         # full step fails on curvature of the boundary (the Maratos effect), one more projection
         # of the full step onto the target's linearised equality, with the Jacobian at x.
         full = tf.clip_by_value(x + d, lo, hi)
-        phi_full, gap_full, other_full, zi_full = merit(full)
+        phi_full, c_full, gap_full, other_full, zi_full = merit(full)
         ok_full = phi_full <= phi0 + 1e-4 * slope
-        c_full = forward(params, full, scales=scales, output_bias=bias).logits
-        c_full = tf.gather(c_full, src, axis=1, batch_dims=1) - tf.gather(c_full, tgt, axis=1, batch_dims=1)
+        c_full = tf.gather(c_full, tgt, axis=1, batch_dims=1)  # z_i - z_j at the full step
         free = tf.cast(hi > lo, tf.float64)
         a0 = A[:, 0] * free / w
         corr = -(c_full / tf.maximum(tf.reduce_sum(a0 * A[:, 0], axis=1), 1e-300))[:, None] * a0
         soc = tf.clip_by_value(full + corr, lo, hi)
-        phi_soc, gap_soc, other_soc, zi_soc = merit(soc)
+        phi_soc, _, gap_soc, other_soc, zi_soc = merit(soc)
         ok_soc = tf.logical_not(ok_full) & (phi_soc <= phi0 + 1e-4 * slope) & tf.reduce_all(tf.math.is_finite(soc), axis=1)
 
         def pick(a, b, c):
@@ -451,7 +448,7 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
 
         def trial_step(k, alpha, accepted, x_new, gap_new, other_new, zi_new):
             trial = tf.clip_by_value(x + alpha[:, None] * d, lo, hi)
-            phi, g_t, o_t, z_t = merit(trial)
+            phi, _, g_t, o_t, z_t = merit(trial)
             ok = (phi <= phi0 + 1e-4 * alpha * slope) & tf.logical_not(accepted)
             x_new = tf.where(ok[:, None], trial, x_new)
             gap_new = tf.where(ok, g_t, gap_new)
