@@ -28,7 +28,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from . import homotopy
-from .jacobian import vjp
+from .jacobian import vjp, vjp_float32
 from .params import NetworkParams, forward, network_params
 
 __all__ = ["FlipResult", "STATUS_MESSAGES", "closest_flip_points", "flip_evidence", "status_from_evidence"]
@@ -313,23 +313,34 @@ def _dual_qp(A, b, x0, lo, hi, w, is_eq, n_iter: int):
         bound = tf.reduce_sum(tf.abs(tf.einsum("nrd,nsd->nrs", A / w[:, None, :], A)), axis=2)
         safe = keep * grad / (bound + reg[:, :, 0] + 1e-300)
         base = dual_value(lam)
-        new_lam = lam
-        accepted = tf.zeros_like(base, dtype=tf.bool)
-        for step in (newton, safe):
+
+        # Backtracking: the Newton step halved up to 5 times, then the safe step likewise; the
+        # loop ends as soon as every problem has accepted a step (usually the full Newton step).
+        def backtrack(trial_k, new_lam, accepted):
+            use_newton = trial_k < 6
+            step = newton if use_newton else safe
+            alpha = 0.5 ** tf.cast(trial_k % 6, tf.float64)
+            trial = lam + alpha * step
+            trial = tf.where(ineq, tf.maximum(trial, 0.0), trial)
             slope = tf.reduce_sum(grad * step, axis=1)
-            alpha = tf.ones_like(base)
-            for _ in range(6):
-                trial = lam + alpha[:, None] * step
-                trial = tf.where(ineq, tf.maximum(trial, 0.0), trial)
-                ok = dual_value(trial) >= base + 1e-4 * alpha * slope - 1e-12 * tf.abs(base)
-                take = ok & tf.logical_not(accepted)
-                new_lam = tf.where(take[:, None], trial, new_lam)
-                accepted = accepted | ok
-                alpha = tf.where(accepted, alpha, 0.5 * alpha)
+            ok = dual_value(trial) >= base + 1e-4 * alpha * slope - 1e-12 * tf.abs(base)
+            take = ok & tf.logical_not(accepted)
+            return trial_k + 1, tf.where(take[:, None], trial, new_lam), accepted | ok
+
+        _, new_lam, _ = tf.while_loop(
+            lambda trial_k, _, accepted: (trial_k < 12) & tf.logical_not(tf.reduce_all(accepted)),
+            backtrack, (tf.constant(0), lam, tf.zeros_like(base, dtype=tf.bool)),
+        )
         return k + 1, tf.where(tf.math.is_finite(new_lam), new_lam, lam)
 
-    # A graph loop, not an unrolled one: the compiled SQP step stays small.
-    _, lam = tf.while_loop(lambda k, _: k < n_iter, ascend, (tf.constant(0), lam))
+    def iterate(k, lam, _):
+        k, new_lam = ascend(k, lam)
+        moved = tf.reduce_any(tf.abs(new_lam - lam) > 1e-12 * (1.0 + tf.abs(lam)))
+        return k, new_lam, moved
+
+    # A graph loop, not an unrolled one: the compiled SQP step stays small.  It ends early once
+    # no multiplier moves any more (the iteration is a function of lam alone: nothing would change).
+    _, lam, _ = tf.while_loop(lambda k, _, moved: (k < n_iter) & moved, iterate, (tf.constant(0), lam, tf.constant(True)))
     return primal(lam)[1], lam
 
 
@@ -376,7 +387,7 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
         else:
             rows = tgt[:, None]
         seeds = tf.one_hot(src, n_classes, dtype=tf.float64)[:, None, :] - tf.one_hot(rows, n_classes, dtype=tf.float64)
-        grads = vjp(params, fwd, tf.concat([seeds, m_prev[:, None, :]], axis=1))
+        grads = vjp_float32(params, fwd, tf.concat([seeds, m_prev[:, None, :]], axis=1))
         A, g_here = grads[:, :n_rows], grads[:, n_rows]
         # Secant curvature of the Lagrangian along s = x - x_prev.
         s = x - x_prev
@@ -418,24 +429,35 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
         phi0 = 0.5 * tf.reduce_sum(w * tf.square(x - x0), axis=1) + mu_new * violation
         slope = tf.minimum(objective_slope - mu_new * predicted, 0.0)
 
-        def merit(trial):
-            """The l1 merit at ``trial`` and its constraint values (one forward pass)."""
-            c_t, g_t, v_t, o_t, z_t = _constraint_values(
-                forward(params, trial, scales=scales, output_bias=bias).logits, src, tgt, margin)
-            return 0.5 * tf.reduce_sum(w * tf.square(trial - x0), axis=1) + mu_new * v_t, c_t, g_t, o_t, z_t
+        def merit(trial, idx):
+            """The l1 merit of problems ``idx`` at their ``trial`` points, and the constraint values
+            there (one forward pass over those problems only), scattered back to the whole batch."""
+            def sub(t):
+                return tf.gather(t, idx)
+
+            logits = forward(params, trial, scales=[sub(s) for s in scales], output_bias=sub(bias)).logits
+            c_t, g_t, v_t, o_t, z_t = _constraint_values(logits, sub(src), sub(tgt), margin)
+            phi = 0.5 * tf.reduce_sum(sub(w) * tf.square(trial - sub(x0)), axis=1) + sub(mu_new) * v_t
+            at = idx[:, None]
+            whole = tf.shape(x, out_type=tf.int64)[:1]
+            return (tf.tensor_scatter_nd_update(tf.fill(whole, tf.constant(math.inf, tf.float64)), at, phi),
+                    tf.scatter_nd(at, c_t, tf.shape(c, out_type=tf.int64)), tf.scatter_nd(at, g_t, whole),
+                    tf.scatter_nd(at, o_t, whole), tf.scatter_nd(at, z_t, whole))
 
         # The full step, then its second-order correction (Nocedal & Wright, sec. 18.3): where the
         # full step fails on curvature of the boundary (the Maratos effect), one more projection
         # of the full step onto the target's linearised equality, with the Jacobian at x.
         full = tf.clip_by_value(x + d, lo, hi)
-        phi_full, c_full, gap_full, other_full, zi_full = merit(full)
+        everyone = tf.range(tf.shape(x, out_type=tf.int64)[0])
+        phi_full, c_full, gap_full, other_full, zi_full = merit(full, everyone)
         ok_full = phi_full <= phi0 + 1e-4 * slope
         c_full = tf.gather(c_full, tgt, axis=1, batch_dims=1)  # z_i - z_j at the full step
         free = tf.cast(hi > lo, tf.float64)
         a0 = A[:, 0] * free / w
         corr = -(c_full / tf.maximum(tf.reduce_sum(a0 * A[:, 0], axis=1), 1e-300))[:, None] * a0
         soc = tf.clip_by_value(full + corr, lo, hi)
-        phi_soc, _, gap_soc, other_soc, zi_soc = merit(soc)
+        retry = tf.where(tf.logical_not(ok_full))[:, 0]
+        phi_soc, _, gap_soc, other_soc, zi_soc = merit(tf.gather(soc, retry), retry)
         ok_soc = tf.logical_not(ok_full) & (phi_soc <= phi0 + 1e-4 * slope) & tf.reduce_all(tf.math.is_finite(soc), axis=1)
 
         def pick(a, b, c):
@@ -448,7 +470,8 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
 
         def trial_step(k, alpha, accepted, x_new, gap_new, other_new, zi_new):
             trial = tf.clip_by_value(x + alpha[:, None] * d, lo, hi)
-            phi, _, g_t, o_t, z_t = merit(trial)
+            retry = tf.where(tf.logical_not(accepted))[:, 0]
+            phi, _, g_t, o_t, z_t = merit(tf.gather(trial, retry), retry)
             ok = (phi <= phi0 + 1e-4 * alpha * slope) & tf.logical_not(accepted)
             x_new = tf.where(ok[:, None], trial, x_new)
             gap_new = tf.where(ok, g_t, gap_new)
@@ -718,7 +741,7 @@ def closest_flip_points(
     inner_iter: int = 20,
     path_tol: float = 1e-4,
     gap_tol: float = 1e-6,
-    xtol: float = 1e-7,
+    xtol: float = 1e-5,
     opt_tol: float = 1e-3,
     n_rows: int | None = None,
     fallback: str | None = "failed",
@@ -770,7 +793,10 @@ def closest_flip_points(
     gap_tol : float
         Success needs ``|z_i - z_j| <= gap_tol * max(1, |z_i|)`` (100x tighter than the authors' 1e-4).
     xtol : float
-        The solver stops when its step is below ``xtol`` times the distance.
+        The solver stops (once feasible) when its step is below ``xtol`` times the distance.  The
+        linearised constraints are built from a float32 Jacobian (:func:`fliplib.jacobian.vjp_float32`),
+        accurate to about ``1e-6`` relative, so steps much below that are noise; a tangential
+        step of ``xtol`` times the distance changes the distance by about ``xtol**2 / 2``.
     opt_tol : float
         Status 0 needs the relative optimality residual below this; above it, status 1.
     n_rows : int, optional

@@ -15,6 +15,7 @@ from .params import Forward, NetworkParams, forward, network_params
 
 __all__ = [
     "vjp",
+    "vjp_float32",
     "logit_jacobian",
     "softmax_jacobian",
     "layer_jacobian_norms",
@@ -42,6 +43,43 @@ def vjp(params: NetworkParams, fwd: Forward, seeds: tf.Tensor) -> tf.Tensor:
     for w, slope in zip(reversed(params.weights[:-1]), reversed(fwd.slopes)):
         g = tf.einsum("nrh,ih->nri", g * slope[:, None, :], w)
     return g
+
+
+def vjp_float32(params: NetworkParams, fwd: Forward, seeds: tf.Tensor) -> tf.Tensor:
+    """:func:`vjp` in single precision, rescaled layer by layer so that nothing underflows.
+
+    The same product as :func:`vjp` (eqs. 11-12, right to left), with each factor's matrix
+    product in float32 (several times faster on a CPU) and, after every layer, each row
+    divided by its largest entry, the logarithm of that scale accumulated in float64.  The
+    layer's slopes are likewise divided by their largest value per point.  A row therefore
+    keeps about seven significant digits however small it is (a saturated erf network's
+    gradients can be 1e-100, below float32's range, and even below float64's they stay
+    representable until the final product).  The SQP uses it for the linearised constraints:
+    their values stay in float64, so the precision of a flip point is unaffected; only the
+    Newton steps become slightly inexact.
+
+    Parameters
+    ----------
+    params, fwd, seeds :
+        As for :func:`vjp`.
+
+    Returns
+    -------
+    tf.Tensor, float64, shape (n, r, n_features)
+    """
+
+    def rescaled(values, axis):
+        peak = tf.reduce_max(tf.abs(values), axis=axis, keepdims=True)
+        peak = tf.where(peak > 0, peak, tf.ones_like(peak))
+        return values / peak, tf.math.log(tf.cast(peak, tf.float64))
+
+    g, log_scale = rescaled(tf.einsum("nrc,hc->nrh", tf.cast(seeds, tf.float32), tf.cast(params.weights[-1], tf.float32)), 2)
+    for w, slope in zip(reversed(params.weights[:-1]), reversed(fwd.slopes)):
+        slope, log_slope = rescaled(tf.cast(slope, tf.float64), 1)
+        g = tf.einsum("nrh,ih->nri", g * tf.cast(slope, tf.float32)[:, None, :], tf.cast(w, tf.float32))
+        g, log_peak = rescaled(g, 2)
+        log_scale = log_scale + log_slope[:, :, None] + log_peak
+    return tf.cast(g, tf.float64) * tf.exp(log_scale)
 
 
 def _as_points(params: NetworkParams, x, name: str = "x") -> np.ndarray:

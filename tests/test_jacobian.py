@@ -42,6 +42,35 @@ def test_logit_jacobian_matches_autodiff_and_finite_differences(sizes, sigma):
         np.testing.assert_allclose(jac[:, :, k], fd, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("sizes, sigma", NETWORKS)
+def test_float32_vjp_keeps_single_precision_relative_to_each_row(sizes, sigma):
+    model = fliplib.erf_network(sizes, sigma=sigma, seed=len(sizes))
+    params = network_params(model)
+    x = np.random.default_rng(3).normal(size=(6, sizes[0]))
+    seeds = tf.constant(np.random.default_rng(4).normal(size=(6, 3, sizes[-1])))
+    fwd = forward(params, x)
+    exact = fliplib.jacobian.vjp(params, fwd, seeds).numpy()
+    single = fliplib.jacobian.vjp_float32(params, fwd, seeds).numpy()
+    assert single.dtype == np.float64
+    scale = np.abs(exact).max(axis=2, keepdims=True)
+    assert np.all(np.abs(single - exact) <= 1e-5 * scale)
+
+
+def test_float32_vjp_does_not_underflow_where_float64_gradients_are_tiny():
+    # sigma = 0.05 on 6 layers: the logit gradients are far below float32's smallest number.
+    model = fliplib.erf_network([3, 8, 8, 8, 8, 8, 8, 2], sigma=0.05, seed=5)
+    params = network_params(model)
+    x = np.random.default_rng(5).normal(size=(20, 3))
+    fwd = forward(params, x)
+    seeds = tf.constant(np.tile([[[1.0, -1.0]]], (20, 1, 1)))
+    exact = fliplib.jacobian.vjp(params, fwd, seeds).numpy()[:, 0]
+    single = fliplib.jacobian.vjp_float32(params, fwd, seeds).numpy()[:, 0]
+    tiny = (np.abs(exact).max(axis=1) < 1e-45) & (np.abs(exact).max(axis=1) > 1e-300)
+    assert tiny.sum() >= 3, "the test network should have rows below float32's range"
+    row_max = np.abs(exact[tiny]).max(axis=1, keepdims=True)
+    assert np.all(np.abs(single[tiny] - exact[tiny]) <= 1e-5 * row_max)
+
+
 @pytest.mark.parametrize("sizes, sigma", NETWORKS[:2])
 def test_forward_accumulation_of_eq_12_agrees(sizes, sigma):
     model = fliplib.erf_network(sizes, sigma=sigma, seed=1)
