@@ -15,6 +15,14 @@ exactly through its dual (``p(lambda) = clip(x + W^{-1} A^T lambda)``, a project
 ascent in the few multipliers), and moves along ``p - x_c`` with a line search on the
 ``l1`` merit function.  Every problem of the batch carries its own homotopy parameter, so one
 TensorFlow call advances thousands of homotopy paths.
+
+Precision: the constraint values, the merit function and the returned points are float64; only
+the Jacobian rows of the linearisation are computed in float32, rescaled layer by layer
+(:func:`fliplib.jacobian.vjp_float32`), which makes them several times cheaper and only the
+Newton steps slightly inexact.  The evidence of every answer (:func:`flip_evidence`) is
+measured in float64 on the original network.  Where the SQP stalls a little off the boundary (at
+a kink of a ReLU network, or where three classes meet), a feasibility restoration (least-norm
+steps onto the violated constraints, and bisection on ``z_i - z_j``) removes what is left.
 """
 
 from __future__ import annotations
@@ -317,8 +325,7 @@ def _dual_qp(A, b, x0, lo, hi, w, is_eq, n_iter: int):
         # Backtracking: the Newton step halved up to 5 times, then the safe step likewise; the
         # loop ends as soon as every problem has accepted a step (usually the full Newton step).
         def backtrack(trial_k, new_lam, accepted):
-            use_newton = trial_k < 6
-            step = newton if use_newton else safe
+            step = tf.where(trial_k < 6, newton, safe)
             alpha = 0.5 ** tf.cast(trial_k % 6, tf.float64)
             trial = lam + alpha * step
             trial = tf.where(ineq, tf.maximum(trial, 0.0), trial)
@@ -732,7 +739,111 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     dist_last = np.sqrt(np.sum(w * (x - x0) ** 2, axis=1))
     fallback_best = np.isfinite(best_dist) & (~last_ok | (best_dist < dist_last))
     x[fallback_best] = best_x[fallback_best]
+    # No flip point found, but the gap is small (a stall at a kink): restore feasibility.
+    stuck = np.flatnonzero(~last_ok & ~fallback_best)
+    if stuck.size:
+        _, violation, scale = _violation(params, x[stuck], src[stuck], tgt[stuck], margin)
+        stuck = stuck[violation <= 0.1 * scale]
+    if stuck.size:
+        x[stuck], extra = _restore_feasibility(params, x[stuck], lo[stuck], hi[stuck], src[stuck], tgt[stuck],
+                                               margin=margin, gap_tol=gap_tol)
+        n_jac[stuck] += extra
     return x, n_jac, steps
+
+
+def _violation(params, points, src, tgt, margin: float):
+    """At ``points`` on the original network: ``c = z_i - z`` (every class), the l1 violation
+    ``|c_j| + sum_k max(0, margin - c_k)`` of eqs. 3-4, and ``max(1, |z_i|)``."""
+    z = forward(params, tf.constant(points)).logits.numpy()
+    rows = np.arange(len(points))
+    c = z[rows, src][:, None] - z
+    others = np.ones_like(c, dtype=bool)
+    others[rows, src] = others[rows, tgt] = False
+    violation = np.abs(c[rows, tgt]) + np.sum(np.where(others, np.maximum(margin - c, 0.0), 0.0), axis=1)
+    return c, violation, np.maximum(1.0, np.abs(z[rows, src]))
+
+
+def _restore_feasibility(params, x, lo, hi, src, tgt, *, margin: float, gap_tol: float, n_newton: int = 8,
+                         n_halvings: int = 60):
+    """Remove a small constraint violation left by the SQP (a feasibility restoration phase).
+
+    At a kink of a ReLU network, or where three classes meet, the SQP can stall a little off the
+    boundary, alternating between linear pieces.  Each iteration here takes the least-norm step
+    onto the linearised violated constraints (``c_j = 0``, and ``c_k = margin`` for each other
+    class below the margin), then halves it until the l1 violation decreases.  Where only
+    ``c_j`` is violated and the step changes its sign, bisection on that segment (inside the
+    box, which is convex; ``c_j`` is continuous) brings ``|c_j|`` to ``gap_tol max(1, |z_i|) / 10``.
+    Nothing else is promised: the caller's evidence judges the point (including its optimality
+    residual) like every other answer.
+
+    Returns
+    -------
+    x : ndarray
+        The points, moved where a step reduced the violation.
+    evals : ndarray of int
+        Jacobian evaluations per point.
+    """
+    n_classes = params.n_classes
+    free = hi > lo
+    eye = np.eye(n_classes)
+    x = x.copy()
+    evals = np.zeros(len(x), dtype=np.int64)
+    for _ in range(n_newton):
+        c, violation, scale = _violation(params, x, src, tgt, margin)
+        rows = np.arange(len(x))
+        need = c < margin
+        need[rows, src] = False
+        need[rows, tgt] = np.abs(c[rows, tgt]) > 0.1 * gap_tol * scale
+        act = np.flatnonzero(need.any(axis=1))
+        if act.size == 0:
+            break
+        need_a, c_a = need[act], c[act]
+        seeds = (eye[src[act]][:, None, :] - eye[None]) * need_a[:, :, None]  # a zero row where not needed
+        A = vjp(params, forward(params, tf.constant(x[act])), tf.constant(seeds)).numpy() * free[act][:, None, :]
+        evals[act] += 1
+        rhs = np.where(np.arange(n_classes)[None] == tgt[act, None], -c_a, margin - c_a) * need_a
+        gram = np.einsum("nkd,nld->nkl", A, A) + np.eye(n_classes)[None] * (~need_a)[:, :, None]
+        lam = np.linalg.solve(gram + 1e-12 * np.trace(gram, axis1=1, axis2=2)[:, None, None] * np.eye(n_classes), rhs[..., None])
+        step = np.einsum("nk,nkd->nd", lam[..., 0], A)
+        alpha = np.ones(act.size)
+        moved = np.zeros(act.size, dtype=bool)
+        only_gap = need_a.sum(axis=1) == 1  # just c_j, the target
+        for halving in range(20):
+            left = np.flatnonzero(~moved)
+            if left.size == 0:
+                break
+            trial = np.clip(x[act[left]] + alpha[left, None] * step[left], lo[act[left]], hi[act[left]])
+            c_t, v_t, _ = _violation(params, trial, src[act[left]], tgt[act[left]], margin)
+            t_rows = np.arange(left.size)
+            crossed = only_gap[left] & (np.sign(c_t[t_rows, tgt[act[left]]]) != np.sign(c_a[left, tgt[act[left]]]))
+            if halving == 0 and crossed.any():
+                cut = act[left[crossed]]
+                x[cut] = _bisect_gap(params, x[cut], trial[crossed], src[cut], tgt[cut], n_halvings)
+                moved[left[crossed]] = True
+            better = ~crossed & (v_t < violation[act[left]])
+            x[act[left[better]]] = trial[better]
+            moved[left[better]] = True
+            alpha[left] *= 0.5
+        if not moved.any():
+            break
+    return x, evals
+
+
+def _bisect_gap(params, start, end, src, tgt, n_halvings: int) -> np.ndarray:
+    """Bisection for ``c_j = z_i - z_j = 0`` on segments whose ends have opposite signs of ``c_j``."""
+    rows = np.arange(len(start))
+
+    def gap(t):
+        z = forward(params, tf.constant(start + t[:, None] * (end - start))).logits.numpy()
+        return z[rows, src] - z[rows, tgt]
+
+    side = np.sign(gap(np.zeros(len(start))))
+    lo_t, hi_t = np.zeros(len(start)), np.ones(len(start))
+    for _ in range(n_halvings):
+        mid = 0.5 * (lo_t + hi_t)
+        same = np.sign(gap(mid)) == side
+        lo_t, hi_t = np.where(same, mid, lo_t), np.where(same, hi_t, mid)
+    return start + hi_t[:, None] * (end - start)
 
 
 def closest_flip_points(

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import fliplib
 from fliplib.baselines import numpy_logits, slsqp_flip_point
+from fliplib import flip
 from fliplib.params import NetworkParams
 
 
@@ -189,10 +190,10 @@ def test_homotopy_succeeds_where_direct_fails_on_saturated_network():
 
 def test_prelu_network_flip_points():
     """ReLU networks (Algorithms F2-F3).  Known limitation: at the kinks of a ReLU network the
-    SQP can stall with a small logit gap (SLSQP does better there); those problems are reported
-    as failures (status 2).  On this network the homotopy alone and the direct solve each find
-    about three quarters; the default (homotopy, then direct where it failed) finds at least as
-    many as either."""
+    SQP can stall a little off the boundary; the feasibility restoration removes most of those
+    violations, and what remains (local minima of the violation, where SLSQP sometimes finds
+    another way) is reported as a failure.  The default (homotopy, then direct where it failed)
+    finds at least as many as either alone."""
     model = fliplib.prelu_network([4, 12, 12, 3], alpha=0.0, seed=3)
     x = np.random.default_rng(3).normal(size=(10, 4))
     res = fliplib.closest_flip_points(model, x, "all", fallback=None)
@@ -204,6 +205,27 @@ def test_prelu_network_flip_points():
     assert np.all(both.success >= res.success)
     check_evidence(res)
     check_evidence(both)
+
+
+def test_feasibility_restoration_closes_a_small_gap_at_kinks():
+    # Points a little off the boundary of a ReLU network (where the SQP can stall between linear
+    # pieces): the restoration must remove the violation (gap and other classes) without going far.
+    model = fliplib.prelu_network([4, 12, 12, 3], alpha=0.0, seed=3)
+    params = fliplib.params.network_params(model)
+    x = np.random.default_rng(3).normal(size=(10, 4))
+    res = fliplib.closest_flip_points(model, x, "all")
+    found = np.argwhere(res.success)
+    on = res.x[found[:, 0], found[:, 1]]
+    off = on + np.random.default_rng(4).normal(scale=1e-3, size=on.shape)
+    src, tgt = res.source[found[:, 0], found[:, 1]], found[:, 1]
+    box = np.full_like(off, 1e3)
+    restored, evals = flip._restore_feasibility(params, off, -box, box, src, tgt, margin=1e-3, gap_tol=1e-6)
+    c, violation, scale = flip._violation(params, restored, src, tgt, 1e-3)
+    rows = np.arange(len(c))
+    assert np.all(np.abs(c[rows, tgt]) <= 1e-7 * scale)
+    assert np.all(violation <= 1e-7 * scale)
+    assert np.all(np.linalg.norm(restored - off, axis=1) <= 10 * np.linalg.norm(off - on, axis=1))
+    assert np.all(evals >= 1)
 
 
 def test_failure_is_reported_not_hidden():
