@@ -771,7 +771,7 @@ def _restore_feasibility(params, x, lo, hi, src, tgt, *, margin: float, gap_tol:
     boundary, alternating between linear pieces.  Each iteration here takes the least-norm step
     onto the linearised violated constraints (``c_j = 0``, and ``c_k = margin`` for each other
     class below the margin), then halves it until the l1 violation decreases.  Where only
-    ``c_j`` is violated and the step changes its sign, bisection on that segment (inside the
+    ``c_j`` is violated and the step (or a halved step) changes its sign, bisection on that segment (inside the
     box, which is convex; ``c_j`` is continuous) brings ``|c_j|`` to ``gap_tol max(1, |z_i|) / 10``.
     Nothing else is promised: the caller's evidence judges the point (including its optimality
     residual) like every other answer.
@@ -792,8 +792,12 @@ def _restore_feasibility(params, x, lo, hi, src, tgt, *, margin: float, gap_tol:
         c, violation, scale = _violation(params, x, src, tgt, margin)
         rows = np.arange(len(x))
         need = c < margin
-        need[rows, src] = False
-        need[rows, tgt] = np.abs(c[rows, tgt]) > 0.1 * gap_tol * scale
+        need[rows, src] = need[rows, tgt] = False
+        others = need.any(axis=1)
+        gap_open = np.abs(c[rows, tgt]) > 0.1 * gap_tol * scale
+        # The target row always takes part when anything is violated, so that the step keeps
+        # c_j = 0 while it repairs another class.
+        need[rows, tgt] = gap_open | others
         act = np.flatnonzero(need.any(axis=1))
         if act.size == 0:
             break
@@ -807,8 +811,8 @@ def _restore_feasibility(params, x, lo, hi, src, tgt, *, margin: float, gap_tol:
         step = np.einsum("nk,nkd->nd", lam[..., 0], A)
         alpha = np.ones(act.size)
         moved = np.zeros(act.size, dtype=bool)
-        only_gap = need_a.sum(axis=1) == 1  # just c_j, the target
-        for halving in range(20):
+        only_gap = gap_open[act] & ~others[act]  # just c_j, the target
+        for _ in range(20):
             left = np.flatnonzero(~moved)
             if left.size == 0:
                 break
@@ -816,9 +820,9 @@ def _restore_feasibility(params, x, lo, hi, src, tgt, *, margin: float, gap_tol:
             c_t, v_t, _ = _violation(params, trial, src[act[left]], tgt[act[left]], margin)
             t_rows = np.arange(left.size)
             crossed = only_gap[left] & (np.sign(c_t[t_rows, tgt[act[left]]]) != np.sign(c_a[left, tgt[act[left]]]))
-            if halving == 0 and crossed.any():
+            if crossed.any():
                 cut = act[left[crossed]]
-                x[cut] = _bisect_gap(params, x[cut], trial[crossed], src[cut], tgt[cut], n_halvings)
+                x[cut] = _bisect_gap(params, x[cut], trial[crossed], src[cut], tgt[cut], lo[cut], hi[cut], n_halvings)
                 moved[left[crossed]] = True
             better = ~crossed & (v_t < violation[act[left]])
             x[act[left[better]]] = trial[better]
@@ -829,8 +833,10 @@ def _restore_feasibility(params, x, lo, hi, src, tgt, *, margin: float, gap_tol:
     return x, evals
 
 
-def _bisect_gap(params, start, end, src, tgt, n_halvings: int) -> np.ndarray:
-    """Bisection for ``c_j = z_i - z_j = 0`` on segments whose ends have opposite signs of ``c_j``."""
+def _bisect_gap(params, start, end, src, tgt, lo, hi, n_halvings: int) -> np.ndarray:
+    """Bisection for ``c_j = z_i - z_j = 0`` on segments whose ends have opposite signs of ``c_j``.
+
+    Both ends lie in the box ``[lo, hi]``; the result is clipped to it against rounding."""
     rows = np.arange(len(start))
 
     def gap(t):
@@ -843,7 +849,7 @@ def _bisect_gap(params, start, end, src, tgt, n_halvings: int) -> np.ndarray:
         mid = 0.5 * (lo_t + hi_t)
         same = np.sign(gap(mid)) == side
         lo_t, hi_t = np.where(same, mid, lo_t), np.where(same, hi_t, mid)
-    return start + hi_t[:, None] * (end - start)
+    return np.clip(start + hi_t[:, None] * (end - start), lo, hi)
 
 
 def closest_flip_points(

@@ -49,9 +49,9 @@ def vjp_float32(params: NetworkParams, fwd: Forward, seeds: tf.Tensor) -> tf.Ten
     """:func:`vjp` in single precision, rescaled layer by layer so that nothing underflows.
 
     The same product as :func:`vjp` (eqs. 11-12, right to left), with each factor's matrix
-    product in float32 (several times faster on a CPU) and, after every layer, each row
-    divided by its largest entry, the logarithm of that scale accumulated in float64.  The
-    layer's slopes are likewise divided by their largest value per point.  A row therefore
+    product in float32 (several times faster on a CPU).  Before every matrix product each row
+    is divided by its largest entry, in float64, and the logarithm of that scale is
+    accumulated; the seeds and the layers' slopes multiply in float64.  A row therefore
     keeps about seven significant digits however small it is (a saturated erf network's
     gradients can be 1e-100, below float32's range, and even below float64's they stay
     representable until the final product).  The SQP uses it for the linearised constraints:
@@ -73,13 +73,19 @@ def vjp_float32(params: NetworkParams, fwd: Forward, seeds: tf.Tensor) -> tf.Ten
         peak = tf.where(peak > 0, peak, tf.ones_like(peak))
         return values / peak, tf.math.log(tf.cast(peak, tf.float64))
 
-    g, log_scale = rescaled(tf.einsum("nrc,hc->nrh", tf.cast(seeds, tf.float32), tf.cast(params.weights[-1], tf.float32)), 2)
-    for w, slope in zip(reversed(params.weights[:-1]), reversed(fwd.slopes)):
-        slope, log_slope = rescaled(tf.cast(slope, tf.float64), 1)
-        g = tf.einsum("nrh,ih->nri", g * tf.cast(slope, tf.float32)[:, None, :], tf.cast(w, tf.float32))
+    def times(g, w):
+        # Each row (float64) divided by its largest entry, so the float32 product can neither
+        # overflow nor underflow: its entries are at most sum_h |w_ih|.
         g, log_peak = rescaled(g, 2)
-        log_scale = log_scale + log_slope[:, :, None] + log_peak
-    return tf.cast(g, tf.float64) * tf.exp(log_scale)
+        return tf.cast(tf.einsum("nrh,ih->nri", tf.cast(g, tf.float32), tf.cast(w, tf.float32)), tf.float64), log_peak
+
+    g, log_scale = times(tf.cast(seeds, tf.float64), params.weights[-1])
+    for w, slope in zip(reversed(params.weights[:-1]), reversed(fwd.slopes)):
+        # The slopes multiply in float64: a row can put its weight on neurons whose slopes are
+        # below float32's range while the others' are not.
+        g, log_step = times(g * tf.cast(slope, tf.float64)[:, None, :], w)
+        log_scale = log_scale + log_step
+    return g * tf.exp(log_scale)
 
 
 def _as_points(params: NetworkParams, x, name: str = "x") -> np.ndarray:

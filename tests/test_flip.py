@@ -228,6 +228,48 @@ def test_feasibility_restoration_closes_a_small_gap_at_kinks():
     assert np.all(evals >= 1)
 
 
+def three_class_linear_network():
+    """Logits (0, x_0, x_0 + x_1) of a 2-feature input (a PReLU net with slope 1)."""
+    w2 = tf.constant(np.array([[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]]))
+    return NetworkParams(weights=(tf.constant(np.eye(2)), w2), biases=(tf.zeros(2, tf.float64), tf.zeros(3, tf.float64)),
+                         activation="prelu", scales=(1.0,))
+
+
+def test_feasibility_restoration_repairs_another_class_while_keeping_the_gap_closed():
+    # Source 0, target 1: c_1 = -x_0 is (almost) zero, but class 2 is above: c_2 = -(x_0 + x_1) < margin.
+    # The step that repairs c_2 moves x_0 and changes the sign of the tiny c_1; it must still repair c_2
+    # (not bisect back onto c_1 = 0 and stop).
+    params = three_class_linear_network()
+    margin = 1e-3
+    x = np.array([[-1e-9, 0.5], [1e-9, 0.2], [0.0, 0.05]])
+    src, tgt = np.zeros(3, dtype=int), np.ones(3, dtype=int)
+    box = np.full_like(x, 10.0)
+    restored, evals = flip._restore_feasibility(params, x, -box, box, src, tgt, margin=margin, gap_tol=1e-6)
+    c, violation, _ = flip._violation(params, restored, src, tgt, margin)
+    np.testing.assert_allclose(c[:, 1], 0.0, atol=1e-12)
+    assert np.all(c[:, 2] >= margin * (1 - 1e-9))
+    assert np.all(violation <= 1e-12)
+    assert np.all(evals <= 2)  # one linearised step (and one more where rounding leaves c_2 an ulp short)
+    # The least-norm repair: x_0 = 0, x_1 = -margin.
+    np.testing.assert_allclose(restored, [[0.0, -margin]] * 3, atol=1e-12)
+
+
+@settings(max_examples=50, deadline=None)
+@given(start=st.floats(-1, 1), hi=st.floats(-0.99, 1).filter(lambda v: abs(v) > 1e-3))
+def test_bisection_finds_a_crossing_on_the_bound_and_stays_in_the_box(start, hi):
+    # z_0 - z_1 = x_0 - hi changes sign at the upper bound itself: the bisection must end there,
+    # and never outside the box (the result is clipped against rounding of start + t (end - start)).
+    if not start < hi:
+        return
+    params = linear_network(np.array([1.0, 0.0]), -hi)
+    start_x = np.array([[start, 0.0]])
+    end_x = np.array([[hi, 0.0]])
+    lo_b, hi_b = np.array([[-1.0, -1.0]]), np.array([[hi, 1.0]])
+    found = flip._bisect_gap(params, start_x, end_x, np.array([0]), np.array([1]), lo_b, hi_b, 60)
+    assert np.all(found >= lo_b) and np.all(found <= hi_b)
+    assert abs(found[0, 0] - hi) <= 1e-12 * max(1.0, abs(hi)) + abs(hi - start) * 2.0**-50
+
+
 def test_failure_is_reported_not_hidden():
     # A fixed mask that freezes every feature: no flip point can be reached.
     model, x = random_problems([3, 8, 2], 1.0, 3, 0)

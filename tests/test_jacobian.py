@@ -71,6 +71,23 @@ def test_float32_vjp_does_not_underflow_where_float64_gradients_are_tiny():
     assert np.all(np.abs(single[tiny] - exact[tiny]) <= 1e-5 * row_max)
 
 
+@pytest.mark.parametrize("seed_scale", [1e50, 1e-50, 1e300])
+def test_float32_vjp_takes_seeds_beyond_float32_range(seed_scale):
+    # The SQP's secant seed (the previous multipliers) can be far outside float32's range.
+    model = fliplib.erf_network([4, 9, 9, 3], sigma=0.7, seed=2)
+    params = network_params(model)
+    x = np.random.default_rng(6).normal(size=(5, 4))
+    seeds = np.random.default_rng(7).normal(size=(5, 2, 3))
+    seeds[:, 0] *= seed_scale  # one row huge (or tiny), the other of order one
+    fwd = forward(params, x)
+    exact = fliplib.jacobian.vjp(params, fwd, tf.constant(seeds)).numpy()
+    single = fliplib.jacobian.vjp_float32(params, fwd, tf.constant(seeds)).numpy()
+    assert np.all(np.isfinite(single))
+    scale = np.abs(exact).max(axis=2, keepdims=True)
+    assert np.all(scale > 0)
+    assert np.all(np.abs(single - exact) <= 1e-5 * scale)
+
+
 @pytest.mark.parametrize("sizes, sigma", NETWORKS[:2])
 def test_forward_accumulation_of_eq_12_agrees(sizes, sigma):
     model = fliplib.erf_network(sizes, sigma=sigma, seed=1)
