@@ -49,9 +49,10 @@ def vjp_float32(params: NetworkParams, fwd: Forward, seeds: tf.Tensor) -> tf.Ten
     """:func:`vjp` in single precision, rescaled layer by layer so that nothing underflows.
 
     The same product as :func:`vjp` (eqs. 11-12, right to left), with each factor's matrix
-    product in float32 (several times faster on a CPU).  Before every matrix product each row
-    is divided by its largest entry, in float64, and the logarithm of that scale is
-    accumulated; the seeds and the layers' slopes multiply in float64.  A row therefore
+    product in float32 (several times faster on a CPU).  The seeds (in float64), every row before
+    each matrix product and each point's slopes are divided by their largest entry, and the
+    logarithms of those scales are accumulated in float64; where a product of a row and the
+    slopes would underflow float32, it is formed in float64.  A row therefore
     keeps about seven significant digits however small it is (a saturated erf network's
     gradients can be 1e-100, below float32's range, and even below float64's they stay
     representable until the final product).  The SQP uses it for the linearised constraints:
@@ -73,19 +74,24 @@ def vjp_float32(params: NetworkParams, fwd: Forward, seeds: tf.Tensor) -> tf.Ten
         peak = tf.where(peak > 0, peak, tf.ones_like(peak))
         return values / peak, tf.math.log(tf.cast(peak, tf.float64))
 
-    def times(g, w):
-        # Each row (float64) divided by its largest entry, so the float32 product can neither
-        # overflow nor underflow: its entries are at most sum_h |w_ih|.
-        g, log_peak = rescaled(g, 2)
-        return tf.cast(tf.einsum("nrh,ih->nri", tf.cast(g, tf.float32), tf.cast(w, tf.float32)), tf.float64), log_peak
-
-    g, log_scale = times(tf.cast(seeds, tf.float64), params.weights[-1])
+    # The seeds in float64 first: a row may be far outside float32's range (the SQP's multipliers).
+    seeds, log_scale = rescaled(tf.cast(seeds, tf.float64), 2)
+    g = tf.einsum("nrc,hc->nrh", tf.cast(seeds, tf.float32), tf.cast(params.weights[-1], tf.float32))
     for w, slope in zip(reversed(params.weights[:-1]), reversed(fwd.slopes)):
-        # The slopes multiply in float64: a row can put its weight on neurons whose slopes are
-        # below float32's range while the others' are not.
-        g, log_step = times(g * tf.cast(slope, tf.float64)[:, None, :], w)
-        log_scale = log_scale + log_step
-    return g * tf.exp(log_scale)
+        g, log_peak = rescaled(g, 2)
+        slope, log_slope = rescaled(tf.cast(slope, tf.float64), 1)
+        product = g * tf.cast(slope, tf.float32)[:, None, :]
+        # Both factors are at most 1 and each row of g has an entry 1, so a row's product peaks
+        # at least at the point's smallest slope.  Where that is above 1e-30, what float32 drops
+        # (below 1e-38) is below 1e-8 of the row.  Points whose slopes span more than 30 orders
+        # of magnitude (a row may sit on the saturated neurons) form the product in float64.
+        wide = tf.where(tf.reduce_min(slope, axis=1) < 1e-30)
+        exact, log_product = rescaled(tf.cast(tf.gather_nd(g, wide), tf.float64) * tf.gather_nd(slope, wide)[:, None, :], 2)
+        product = tf.tensor_scatter_nd_update(product, wide, tf.cast(exact, tf.float32))
+        log_product = tf.scatter_nd(wide, log_product, tf.shape(log_peak, out_type=wide.dtype))
+        g = tf.einsum("nrh,ih->nri", product, tf.cast(w, tf.float32))
+        log_scale = log_scale + log_peak + log_slope[:, None, :] + log_product
+    return tf.cast(g, tf.float64) * tf.exp(log_scale)
 
 
 def _as_points(params: NetworkParams, x, name: str = "x") -> np.ndarray:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import fliplib
 from fliplib.baselines import numpy_logit_jacobian, numpy_logits
-from fliplib.params import forward, network_params
+from fliplib.params import NetworkParams, forward, network_params
 
 NETWORKS = [
     ([4, 6, 3], 1.0),
@@ -69,6 +69,22 @@ def test_float32_vjp_does_not_underflow_where_float64_gradients_are_tiny():
     assert tiny.sum() >= 3, "the test network should have rows below float32's range"
     row_max = np.abs(exact[tiny]).max(axis=1, keepdims=True)
     assert np.all(np.abs(single[tiny] - exact[tiny]) <= 1e-5 * row_max)
+
+
+def test_float32_vjp_keeps_a_row_that_sits_on_saturated_neurons():
+    # Two hidden erf neurons, one linear (slope ~1), one saturated (slope ~e^-100 ~ 4e-44, a float32
+    # subnormal); the logit difference depends on the saturated one only.
+    params = NetworkParams(
+        weights=(tf.constant(np.eye(2)), tf.constant([[0.0, 0.0], [1.0, 0.0]], tf.float64)),
+        biases=(tf.constant([0.0, 10.0], tf.float64), tf.zeros(2, tf.float64)), activation="erf", scales=(1.0,),
+    )
+    x = np.array([[0.0, 0.0], [0.1, -0.05]])
+    fwd = forward(params, x)
+    seeds = tf.constant(np.tile([[[1.0, -1.0]]], (2, 1, 1)))
+    exact = fliplib.jacobian.vjp(params, fwd, seeds).numpy()[:, 0]
+    single = fliplib.jacobian.vjp_float32(params, fwd, seeds).numpy()[:, 0]
+    assert np.all(np.abs(exact[:, 1]) > 1e-46) and np.all(np.abs(exact[:, 1]) < 1e-40)
+    np.testing.assert_allclose(single, exact, rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("seed_scale", [1e50, 1e-50, 1e300])
