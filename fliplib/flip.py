@@ -498,14 +498,17 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
         init = (tf.constant(1), tf.fill(tf.shape(phi0), tf.constant(0.5, tf.float64)), first,
                 pick(full, soc, x), pick(gap_full, gap_soc, gap), pick(other_full, other_soc, min_other),
                 pick(zi_full, zi_soc, zi))
-        _, _, accepted, x_new, gap_new, other_new, zi_new = tf.while_loop(not_done, trial_step, init)
+        _, alpha, accepted, x_new, gap_new, other_new, zi_new = tf.while_loop(not_done, trial_step, init)
         step_norm = tf.sqrt(tf.reduce_sum(w * tf.square(d), axis=1))
         # A step the line search rejects leaves x unchanged; more curvature next time shortens the
         # step towards the Gauss-Newton projection onto the linearised constraints (a trust region
         # in effect), so a rejected iteration is never repeated identically.
         beta = tf.where(accepted, beta, tf.minimum(4.0 * tf.maximum(beta, 1.0), 1e6))
-        # The radius doubles after a full step that it cut short and halves after a rejection.
-        radius = tf.where(first & (shrink < 1.0), 2.0 * radius, tf.where(accepted, radius, 0.5 * tf.minimum(radius, step_norm)))
+        # The radius doubles after a full step that it cut short, becomes the length taken after
+        # a shortened step (the linearisation held no further: a ReLU network's next kink), and
+        # halves after a rejection.
+        radius = tf.where(first & (shrink < 1.0), 2.0 * radius,
+                          tf.where(first, radius, tf.where(accepted, alpha * step_norm, 0.5 * tf.minimum(radius, step_norm))))
         return x_new, gap_new, other_new, zi_new, step_norm, mu_new, accepted, g_new, m_new, beta, radius
 
     _COMPILED_STEPS[key] = step
@@ -628,7 +631,8 @@ def status_from_evidence(evidence: dict, *, gap_tol: float = 1e-6, opt_tol: floa
 
 
 def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau, schedule, margin, max_iter,
-                 inner_iter, path_tol, gap_tol, xtol, step_fn):
+                 inner_iter, path_tol, gap_tol, xtol, step_fn, x_start=None):
+    """The SQP iterations for one batch (``x_start``: start there instead of at ``x0``; direct only)."""
     n = len(x0)
     x0_t = tf.constant(x0)
     src_t, tgt_t = tf.constant(src), tf.constant(tgt)
@@ -646,10 +650,10 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         t_try = np.full(n, 1.0 / eta)
     t = np.zeros(n)
     h = t_try.copy()
-    x = x0.copy()
-    x_saved = x0.copy()
+    x = x0.copy() if x_start is None else x_start.copy()
+    x_saved = x.copy()
     mu = np.ones(n)
-    x_prev = x0.copy()
+    x_prev = x.copy()
     g_prev = np.zeros_like(x0)
     m_prev = np.zeros((n, params.n_classes))
     beta = np.ones(n)
@@ -660,8 +664,15 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     n_jac = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.int64)
     done = np.zeros(n, dtype=bool)
-    best_x = x0.copy()
+    best_x = x.copy()
     best_dist = np.full(n, np.inf)
+    if x_start is not None:
+        # A start that is already a flip point is the answer to beat.
+        c, violation, scale = _violation(params, x, src, tgt, margin)
+        rows = np.arange(n)
+        others = np.where((np.arange(params.n_classes)[None] == src[:, None]) | (np.arange(params.n_classes)[None] == tgt[:, None]), np.inf, c)
+        start_ok = (np.abs(c[rows, tgt]) <= 0.1 * gap_tol * scale) & (others.min(axis=1) > gap_tol * scale)
+        best_dist[start_ok] = np.sqrt(np.sum(w * (x - x0) ** 2, axis=1))[start_ok]
     last_ok = np.zeros(n, dtype=bool)
     best_gap = np.full(n, np.inf)
     stall = np.zeros(n, dtype=np.int64)
@@ -852,6 +863,66 @@ def _bisect_gap(params, start, end, src, tgt, lo, hi, n_halvings: int) -> np.nda
     return np.clip(start + hi_t[:, None] * (end - start), lo, hi)
 
 
+def _predict(params, points: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Logits of the original network at ``points`` (..., n_features), in chunks of rows."""
+    flat = points.reshape(-1, points.shape[-1])
+    z = [forward(params, tf.constant(flat[k:k + chunk])).logits.numpy() for k in range(0, len(flat), chunk)]
+    return np.concatenate(z).reshape(points.shape[:-1] + (-1,))
+
+
+def _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: int = 5, n_samples: int = 64,
+                    n_halvings: int = 60):
+    """Flip points on segments from ``x0`` towards points the network assigns to the target class.
+
+    For each problem, the ``n_witnesses`` nearest ``witnesses`` classified as ``tgt`` (moved
+    into the problem's box, which also keeps its fixed features); along each segment
+    ``x0 -> witness``, the first of ``n_samples`` points where the predicted class stops being
+    ``src``.  Where it becomes ``tgt``, bisection on ``argmax z == src`` puts it on the boundary
+    between the two: ``z_i = z_j`` with every other class below, a feasible point of eqs. 2-5
+    (usually not the closest one).  The segment nearest to ``x0`` wins.
+
+    Returns
+    -------
+    starts : ndarray, shape (n, n_features)
+        The boundary points (``x0`` where none was found).
+    found : ndarray of bool, shape (n,)
+    """
+    n = len(x0)
+    starts, found = x0.copy(), np.zeros(n, dtype=bool)
+    if len(witnesses) == 0 or n == 0:
+        return starts, found
+    label_w = np.argmax(_predict(params, witnesses), axis=1)
+    d2 = np.sum(w * x0**2, axis=1)[:, None] - 2.0 * (w * x0) @ witnesses.T + w @ (witnesses**2).T
+    d2 = np.where(label_w[None] == tgt[:, None], d2, np.inf)
+    order = np.argsort(d2, axis=1)[:, :n_witnesses]
+    rows = np.arange(n)
+    t_grid = np.linspace(0.0, 1.0, n_samples + 1)
+    crossing = np.full(n, np.inf)  # distance from x0 to the crossing found so far
+    outside = x0.copy()  # the first sample out of the source class
+    for k in range(order.shape[1]):
+        valid = np.isfinite(d2[rows, order[:, k]])
+        end = np.clip(witnesses[order[:, k]], lo, hi)
+        label = np.argmax(_predict(params, x0[:, None] + t_grid[None, :, None] * (end - x0)[:, None]), axis=2)
+        left = label != src[:, None]
+        first = np.argmax(left, axis=1)  # 0 where the path never leaves (or x0 is not in src)
+        length = t_grid[first] * np.sqrt(np.sum(w * (end - x0) ** 2, axis=1))
+        better = valid & (first > 0) & (label[rows, first] == tgt) & (length < crossing)
+        crossing[better] = length[better]
+        starts[better] = (x0 + t_grid[first - 1][:, None] * (end - x0))[better]
+        outside[better] = (x0 + t_grid[first][:, None] * (end - x0))[better]
+        found |= better
+    idx = np.flatnonzero(found)
+    if idx.size:
+        a, b = starts[idx], outside[idx]
+        s_lo, s_hi = np.zeros(idx.size), np.ones(idx.size)
+        for _ in range(n_halvings):
+            mid = 0.5 * (s_lo + s_hi)
+            inside = np.argmax(_predict(params, a + mid[:, None] * (b - a)), axis=1) == src[idx]
+            s_lo, s_hi = np.where(inside, mid, s_lo), np.where(inside, s_hi, mid)
+        starts[idx] = np.clip(a + s_lo[:, None] * (b - a), lo[idx], hi[idx])
+    return starts, found
+
+
 def closest_flip_points(
     model,
     x,
@@ -971,7 +1042,7 @@ def closest_flip_points(
     options = dict(eta=int(eta), adaptive=adaptive, tau=tau, schedule=schedule, margin=margin, max_iter=max_iter, inner_iter=inner_iter,
                    path_tol=path_tol, gap_tol=gap_tol, xtol=xtol, step_fn=step_fn)
 
-    def solve(problems, how):
+    def solve(problems, how, starts=None):
         x_out = np.empty((len(problems), params.n_features))
         jac_out = np.zeros(len(problems), dtype=np.int64)
         steps_out = np.zeros(len(problems), dtype=np.int64)
@@ -981,7 +1052,7 @@ def closest_flip_points(
             idx = pairs_in[problems[sl]]
             x_out[sl], jac_out[sl], steps_out[sl] = _solve_batch(
                 params, x[idx], lo[idx], hi[idx], np.broadcast_to(w, (len(idx), len(w))), src[idx],
-                flat_t[problems[sl]], method=how, **options,
+                flat_t[problems[sl]], method=how, x_start=None if starts is None else starts[sl], **options,
             )
         ev_out = flip_evidence(params, x[pairs_in[problems]], x_out, src[pairs_in[problems]], flat_t[problems],
                                lower=lo[pairs_in[problems]], upper=hi[pairs_in[problems]], feature_weights=w, margin=margin)
@@ -999,6 +1070,25 @@ def closest_flip_points(
             n_jac[again] += jac_f
             ok_f = status_from_evidence(ev_f, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
             better = ok_f & (~ok[again] | (ev_f["distance"] < ev["distance"][again]))
+            x_hat[again[better]] = x_f[better]
+            for key in ev:
+                ev[key][again[better]] = ev_f[key][better]
+        # A third path for what still fails (a local minimum of the violation, common at the
+        # kinks of ReLU networks): from a flip point on the segment towards the nearest point
+        # that the network assigns to the target class (an input of the batch, or a flip point
+        # found for another problem pushed 1% further across its boundary), along the boundary.
+        ok = status_from_evidence(ev, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
+        again = everything[~ok]
+        if again.size:
+            idx = pairs_in[again]
+            across = x_hat[ok] + 0.01 * (x_hat[ok] - x[pairs_in[ok]])
+            starts, found = _witness_starts(params, x[idx], lo[idx], hi[idx], np.broadcast_to(w, (len(idx), len(w))),
+                                            src[idx], flat_t[again], np.concatenate([x, across]))
+            again, starts = again[found], starts[found]
+        if again.size:
+            x_f, jac_f, _, ev_f = solve(again, "direct", starts)
+            n_jac[again] += jac_f
+            better = status_from_evidence(ev_f, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
             x_hat[again[better]] = x_f[better]
             for key in ev:
                 ev[key][again[better]] = ev_f[key][better]
