@@ -920,6 +920,11 @@ def _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: 
             inside = np.argmax(_predict(params, a + mid[:, None] * (b - a)), axis=1) == src[idx]
             s_lo, s_hi = np.where(inside, mid, s_lo), np.where(inside, s_hi, mid)
         starts[idx] = np.clip(a + s_lo[:, None] * (b - a), lo[idx], hi[idx])
+        # Within the bracket the path may have crossed a third class first: then it is not a flip
+        # point between the source and the target, and the start is dropped.
+        past = np.argmax(_predict(params, a + s_hi[:, None] * (b - a)), axis=1)
+        found[idx[past != tgt[idx]]] = False
+        starts[idx[past != tgt[idx]]] = x0[idx[past != tgt[idx]]]
     return starts, found
 
 
@@ -1011,7 +1016,12 @@ def closest_flip_points(
         With ``method="homotopy"``: ``"failed"`` solves the problems whose homotopy path fails
         again directly from ``x`` (App. D.4's "alternative path"); ``"closer"`` does so for every
         problem and keeps the closer feasible answer (twice the work, fewer poor local minima);
-        ``None`` reports the homotopy's own answer.
+        ``None`` reports the homotopy's own answer.  With either fallback, a problem that still
+        fails is started once more, directly, from a flip point on the segment towards the
+        nearest point of the target class (an input of the batch, or a flip point found for
+        another problem, pushed 1% across its boundary), found by bisection; the SQP then moves
+        along the boundary towards ``x``.  This rescues most local minima of the constraint
+        violation at the kinks of ReLU networks.
     batch_size : int
         Problems solved together.
     progress : bool

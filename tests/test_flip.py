@@ -270,6 +270,52 @@ def test_bisection_finds_a_crossing_on_the_bound_and_stays_in_the_box(start, hi)
     assert abs(found[0, 0] - hi) <= 1e-12 * max(1.0, abs(hi)) + abs(hi - start) * 2.0**-50
 
 
+@pytest.mark.parametrize("activation", ["prelu", "erf"])
+def test_witness_starts_are_flip_points_between_source_and_target(activation):
+    sizes = [6, 20, 20, 4]
+    if activation == "prelu":
+        model = fliplib.prelu_network(sizes, alpha=0.0, seed=4)
+    else:
+        model = fliplib.erf_network(sizes, sigma=0.5, seed=4)
+    params = fliplib.params.network_params(model)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 6))
+    label = np.argmax(numpy_logits(params, x), axis=1)
+    src = label[:20]
+    tgt = (src + 1 + rng.integers(0, 3, 20)) % 4
+    box = np.full((20, 6), 3.0)
+    starts, found = flip._witness_starts(params, x[:20], -box, box, np.ones((20, 6)), src, tgt, x[20:])
+    assert found.sum() >= 5
+    assert np.all(starts[~found] == x[:20][~found])
+    z = numpy_logits(params, starts[found])
+    rows = np.arange(found.sum())
+    scale = np.maximum(1.0, np.abs(z[rows, src[found]]))
+    assert np.all(np.abs(z[rows, src[found]] - z[rows, tgt[found]]) <= 1e-9 * scale)
+    others = z.copy()
+    others[rows, src[found]] = others[rows, tgt[found]] = -np.inf
+    assert np.all(others.max(axis=1) <= z[rows, src[found]] + 1e-9 * scale)
+    assert np.all(np.abs(starts) <= 3.0)
+
+
+def test_witness_restart_rescues_relu_problems_that_slsqp_solves():
+    # A deep ReLU network where the SQP from x stalls in local minima of the violation on most
+    # problems: the restart along the boundary must bring fliplib at least to SLSQP's success.
+    model = fliplib.prelu_network([10, 32, 32, 32, 32, 5], alpha=0.0, seed=3)
+    x = np.random.default_rng(3).normal(size=(10, 10))
+    plain = fliplib.closest_flip_points(model, x, "all", fallback=None)
+    res = fliplib.closest_flip_points(model, x, "all")
+    done = np.argwhere(res.status != -1)
+    slsqp_ok = []
+    for i, j in done:
+        point = slsqp_flip_point(model, x[i], int(res.source[i, j]), int(j))["x"]
+        ev = fliplib.flip_evidence(model, x[i:i + 1], point[None], res.source[i, j:j + 1], np.array([j]))
+        slsqp_ok.append(flip.status_from_evidence(ev)[0] <= 1)
+    ours = res.success[done[:, 0], done[:, 1]]
+    assert ours.sum() >= np.sum(slsqp_ok)
+    assert ours.sum() > plain.success[done[:, 0], done[:, 1]].sum()
+    check_evidence(res)
+
+
 def test_failure_is_reported_not_hidden():
     # A fixed mask that freezes every feature: no flip point can be reached.
     model, x = random_problems([3, 8, 2], 1.0, 3, 0)
