@@ -42,21 +42,46 @@ def numpy_logits(model, x: np.ndarray) -> np.ndarray:
     return y @ ws[-1] + bs[-1]
 
 
-def numpy_logit_jacobian(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Logits ``(C,)`` and their Jacobian ``(C, d)`` at one point, forward accumulation of eqs. 11-12."""
+def numpy_logit_jacobian(model, x: np.ndarray, *, accumulation: str = "reverse") -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``(C,)`` and their Jacobian ``(C, d)`` at one point (eqs. 11-12).
+
+    ``accumulation="reverse"`` multiplies the factors of eq. 12 from the output end (``C`` rows
+    through every layer, the cheaper order when there are fewer classes than features, as
+    everywhere in this book); ``"forward"`` from the input end, as eq. 12 is written (``d``
+    columns through every layer).  Both give the same matrix; the tests check each against
+    TensorFlow's autodiff.
+    """
     params = network_params(model)
-    ws, bs = _numpy_weights(params)
-    y = np.asarray(x, dtype=float)
-    jac = np.eye(len(y))
+    return _numpy_jacobian(params, *_numpy_weights(params), np.asarray(x, dtype=float), accumulation)
+
+
+def _numpy_jacobian(params: NetworkParams, ws, bs, x: np.ndarray, accumulation: str = "reverse"):
+    if accumulation not in ("reverse", "forward"):
+        raise ValueError(f"accumulation must be 'reverse' or 'forward', got {accumulation!r}")
+    y = x
+    if accumulation == "forward":
+        jac = np.eye(len(y))
+        for w, b, s in zip(ws[:-1], bs[:-1], params.scales):
+            y, slope = _act(params, y @ w + b, s)
+            jac = slope[:, None] * (w.T @ jac)
+        return y @ ws[-1] + bs[-1], ws[-1].T @ jac
+    slopes = []
     for w, b, s in zip(ws[:-1], bs[:-1], params.scales):
         y, slope = _act(params, y @ w + b, s)
-        jac = slope[:, None] * (w.T @ jac)
-    return y @ ws[-1] + bs[-1], ws[-1].T @ jac
+        slopes.append(slope)
+    rows = ws[-1].T  # (C, n_{m-1})
+    for w, slope in zip(reversed(ws[:-1]), reversed(slopes)):
+        rows = (rows * slope) @ w.T
+    return y @ ws[-1] + bs[-1], rows
 
 
 def slsqp_flip_point(model, x, source: int, target: int, *, lower=None, upper=None, x_start=None,
                      margin: float = 1e-3, maxiter: int = 200, ftol: float = 1e-10) -> dict:
     """Closest flip point between ``source`` and ``target`` by SciPy's SLSQP (one point).
+
+    The constraints and their gradients come from a NumPy float64 forward pass and the
+    reverse-accumulated logit Jacobian (``C`` rows, :func:`numpy_logit_jacobian`), one
+    evaluation per new iterate; the weights are converted once per call.
 
     Returns
     -------
@@ -64,6 +89,7 @@ def slsqp_flip_point(model, x, source: int, target: int, *, lower=None, upper=No
         ``x`` (the point), ``distance``, ``success`` (SLSQP's own flag), ``nit``, ``message``.
     """
     params = network_params(model)
+    ws, bs = _numpy_weights(params)
     x = np.asarray(x, dtype=float)
     d = x.size
     others = [k for k in range(params.n_classes) if k not in (source, target)]
@@ -73,7 +99,7 @@ def slsqp_flip_point(model, x, source: int, target: int, *, lower=None, upper=No
         key = v.tobytes()
         if key not in cache:
             cache.clear()
-            cache[key] = numpy_logit_jacobian(params, v)
+            cache[key] = _numpy_jacobian(params, ws, bs, v, "reverse")
         return cache[key]
 
     constraints = [{

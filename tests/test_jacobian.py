@@ -105,12 +105,14 @@ def test_float32_vjp_takes_seeds_beyond_float32_range(seed_scale):
 
 
 @pytest.mark.parametrize("sizes, sigma", NETWORKS[:2])
-def test_forward_accumulation_of_eq_12_agrees(sizes, sigma):
+def test_numpy_forward_and_reverse_accumulation_of_eq_12_agree(sizes, sigma):
     model = fliplib.erf_network(sizes, sigma=sigma, seed=1)
     x = np.random.default_rng(1).normal(size=(3, sizes[0]))
     jac = fliplib.logit_jacobian(model, x)
     for row, point in zip(jac, x):
-        np.testing.assert_allclose(row, numpy_logit_jacobian(model, point)[1], rtol=1e-10, atol=1e-13)
+        for accumulation in ("forward", "reverse"):
+            np.testing.assert_allclose(row, numpy_logit_jacobian(model, point, accumulation=accumulation)[1],
+                                       rtol=1e-10, atol=1e-13)
 
 
 def test_softmax_jacobian_eq_13():
