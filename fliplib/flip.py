@@ -632,7 +632,10 @@ def status_from_evidence(evidence: dict, *, gap_tol: float = 1e-6, opt_tol: floa
 
 def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau, schedule, margin, max_iter,
                  inner_iter, path_tol, gap_tol, xtol, step_fn, x_start=None):
-    """The SQP iterations for one batch (``x_start``: start there instead of at ``x0``; direct only)."""
+    """The SQP iterations for one batch (``x_start``: start there instead of at ``x0``; direct only).
+
+    Returns the answers (the last iterate, or the closest flip point met on the way, or the
+    restored point), the Jacobian evaluations, the homotopy steps and the last iterates."""
     n = len(x0)
     x0_t = tf.constant(x0)
     src_t, tgt_t = tf.constant(src), tf.constant(tgt)
@@ -744,9 +747,12 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         moved = np.concatenate([a_idx, r_idx])
         # The network changes with the stage: restart the secant curvature estimate.
         beta[moved], m_prev[moved], g_prev[moved], x_prev[moved] = 1.0, 0.0, 0.0, x[moved]
+        # ... and the trust radius: a short step at the end of one stage says nothing of the next.
+        radius[moved] = radius0[moved]
         t_try[moved] = np.where(1.0 - (t[moved] + h[moved]) <= 1e-12, 1.0, np.minimum(1.0, t[moved] + h[moved]))
         stage_iter[moved] = 0
     # The last iterate, unless it is not a flip point and an earlier one was (or was closer).
+    x_last = x.copy()
     dist_last = np.sqrt(np.sum(w * (x - x0) ** 2, axis=1))
     fallback_best = np.isfinite(best_dist) & (~last_ok | (best_dist < dist_last))
     x[fallback_best] = best_x[fallback_best]
@@ -759,7 +765,7 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         x[stuck], extra = _restore_feasibility(params, x[stuck], lo[stuck], hi[stuck], src[stuck], tgt[stuck],
                                                margin=margin, gap_tol=gap_tol)
         n_jac[stuck] += extra
-    return x, n_jac, steps
+    return x, n_jac, steps, x_last
 
 
 def _violation(params, points, src, tgt, margin: float):
@@ -867,65 +873,171 @@ def _predict(params, points: np.ndarray, chunk: int = 8192) -> np.ndarray:
     """Logits of the original network at ``points`` (..., n_features), in chunks of rows."""
     flat = points.reshape(-1, points.shape[-1])
     z = [forward(params, tf.constant(flat[k:k + chunk])).logits.numpy() for k in range(0, len(flat), chunk)]
-    return np.concatenate(z).reshape(points.shape[:-1] + (-1,))
+    return np.concatenate(z or [np.empty((0, params.n_classes))]).reshape(points.shape[:-1] + (params.n_classes,))
 
 
-def _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: int = 5, n_samples: int = 64,
-                    n_halvings: int = 60):
-    """Flip points on segments from ``x0`` towards points the network assigns to the target class.
+def _first_crossing(params, start, end, src, tgt, *, n_samples: int = 64, n_halvings: int = 60):
+    """Where the segment ``start -> end`` first leaves the source class, if it enters the target.
 
-    For each problem, the ``n_witnesses`` nearest ``witnesses`` classified as ``tgt`` (moved
-    into the problem's box, which also keeps its fixed features); along each segment
-    ``x0 -> witness``, the first of ``n_samples`` points where the predicted class stops being
-    ``src``.  Where it becomes ``tgt``, bisection on ``argmax z == src`` puts it on the boundary
-    between the two: ``z_i = z_j`` with every other class below, a feasible point of eqs. 2-5
-    (usually not the closest one).  The segment nearest to ``x0`` wins.
+    ``n_samples`` points along each segment locate the first one not classified as ``src``;
+    where that one is classified as ``tgt``, bisection on ``argmax z == src`` puts the point on
+    the boundary between the two (``z_i = z_j``, every other class below): a feasible point of
+    eqs. 2-4.  Where the path crossed a third class first (inside the last sampled interval) or
+    never left the source class, or ``start`` is not in it, nothing is found.
 
     Returns
     -------
-    starts : ndarray, shape (n, n_features)
-        The boundary points (``x0`` where none was found).
+    inside : ndarray, shape (n, n_features)
+        The boundary point, on the source side (``start`` where nothing was found).
+    outside : ndarray, shape (n, n_features)
+        Its partner within ``2**-n_halvings`` of the sample interval, on the target side.
+    found : ndarray of bool, shape (n,)
+    """
+    n = len(start)
+    rows = np.arange(n)
+    t_grid = np.linspace(0.0, 1.0, n_samples + 1)
+    label = np.argmax(_predict(params, start[:, None] + t_grid[None, :, None] * (end - start)[:, None]), axis=2)
+    left = label != src[:, None]
+    first = np.argmax(left, axis=1)  # 0 where the path never leaves (or start is not in src)
+    found = (first > 0) & (label[rows, first] == tgt)
+    a = start + t_grid[np.maximum(first - 1, 0)][:, None] * (end - start)
+    b = start + t_grid[first][:, None] * (end - start)
+    s_lo, s_hi = np.zeros(n), np.ones(n)
+    idx = np.flatnonzero(found)
+    for _ in range(n_halvings if idx.size else 0):
+        mid = 0.5 * (s_lo[idx] + s_hi[idx])
+        inside = np.argmax(_predict(params, a[idx] + mid[:, None] * (b[idx] - a[idx])), axis=1) == src[idx]
+        s_lo[idx], s_hi[idx] = np.where(inside, mid, s_lo[idx]), np.where(inside, s_hi[idx], mid)
+    inner = a + s_lo[:, None] * (b - a)
+    outer = a + s_hi[:, None] * (b - a)
+    # Within the last sampled interval the path may have crossed a third class first.
+    found[idx] &= np.argmax(_predict(params, outer[idx]), axis=1) == tgt[idx]
+    return np.where(found[:, None], inner, start), np.where(found[:, None], outer, start), found
+
+
+def _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: int = 5, chunk: int = 256):
+    """Flip points on segments from ``x0`` towards points the network assigns to the target class.
+
+    For each problem, the ``n_witnesses`` nearest ``witnesses`` classified as ``tgt`` (moved
+    into the problem's box, which also keeps its fixed features), and on each segment
+    ``x0 -> witness`` the boundary point of :func:`_first_crossing`; the one nearest to ``x0``
+    wins.  It is a feasible point of eqs. 2-5, usually not the closest one.  Problems are taken
+    ``chunk`` at a time, so memory stays bounded.
+
+    Returns
+    -------
+    starts, across : ndarray, shape (n, n_features)
+        The boundary points (``x0`` where none was found) and their partners just across.
     found : ndarray of bool, shape (n,)
     """
     n = len(x0)
-    starts, found = x0.copy(), np.zeros(n, dtype=bool)
+    starts, across, found = x0.copy(), x0.copy(), np.zeros(n, dtype=bool)
     if len(witnesses) == 0 or n == 0:
-        return starts, found
+        return starts, across, found
     label_w = np.argmax(_predict(params, witnesses), axis=1)
-    d2 = np.sum(w * x0**2, axis=1)[:, None] - 2.0 * (w * x0) @ witnesses.T + w @ (witnesses**2).T
-    d2 = np.where(label_w[None] == tgt[:, None], d2, np.inf)
-    order = np.argsort(d2, axis=1)[:, :n_witnesses]
-    rows = np.arange(n)
-    t_grid = np.linspace(0.0, 1.0, n_samples + 1)
-    crossing = np.full(n, np.inf)  # distance from x0 to the crossing found so far
-    outside = x0.copy()  # the first sample out of the source class
-    for k in range(order.shape[1]):
-        valid = np.isfinite(d2[rows, order[:, k]])
-        end = np.clip(witnesses[order[:, k]], lo, hi)
-        label = np.argmax(_predict(params, x0[:, None] + t_grid[None, :, None] * (end - x0)[:, None]), axis=2)
-        left = label != src[:, None]
-        first = np.argmax(left, axis=1)  # 0 where the path never leaves (or x0 is not in src)
-        length = t_grid[first] * np.sqrt(np.sum(w * (end - x0) ** 2, axis=1))
-        better = valid & (first > 0) & (label[rows, first] == tgt) & (length < crossing)
-        crossing[better] = length[better]
-        starts[better] = (x0 + t_grid[first - 1][:, None] * (end - x0))[better]
-        outside[better] = (x0 + t_grid[first][:, None] * (end - x0))[better]
-        found |= better
-    idx = np.flatnonzero(found)
-    if idx.size:
-        a, b = starts[idx], outside[idx]
-        s_lo, s_hi = np.zeros(idx.size), np.ones(idx.size)
-        for _ in range(n_halvings):
-            mid = 0.5 * (s_lo + s_hi)
-            inside = np.argmax(_predict(params, a + mid[:, None] * (b - a)), axis=1) == src[idx]
-            s_lo, s_hi = np.where(inside, mid, s_lo), np.where(inside, s_hi, mid)
-        starts[idx] = np.clip(a + s_lo[:, None] * (b - a), lo[idx], hi[idx])
-        # Within the bracket the path may have crossed a third class first: then it is not a flip
-        # point between the source and the target, and the start is dropped.
-        past = np.argmax(_predict(params, a + s_hi[:, None] * (b - a)), axis=1)
-        found[idx[past != tgt[idx]]] = False
-        starts[idx[past != tgt[idx]]] = x0[idx[past != tgt[idx]]]
-    return starts, found
+    for c0 in range(0, n, chunk):
+        sl = slice(c0, c0 + chunk)
+        xs, ws_ = x0[sl], w[sl]
+        d2 = np.sum(ws_ * xs**2, axis=1)[:, None] - 2.0 * (ws_ * xs) @ witnesses.T + ws_ @ (witnesses**2).T
+        d2 = np.where(label_w[None] == tgt[sl, None], d2, np.inf)
+        order = np.argsort(d2, axis=1)[:, :n_witnesses]
+        best = np.full(len(xs), np.inf)
+        for k in range(order.shape[1]):
+            valid = np.isfinite(d2[np.arange(len(xs)), order[:, k]])
+            end = np.clip(witnesses[order[:, k]], lo[sl], hi[sl])
+            inner, outer, hit = _first_crossing(params, xs, end, src[sl], tgt[sl])
+            dist = np.sqrt(np.sum(ws_ * (inner - xs) ** 2, axis=1))
+            better = valid & hit & (dist < best)
+            best[better] = dist[better]
+            starts[sl][better] = np.clip(inner[better], lo[sl][better], hi[sl][better])
+            across[sl][better] = outer[better]
+            found[sl] |= better
+    return starts, across, found
+
+
+def _boundary_walk(params, x0, lo, hi, w, src, tgt, witnesses, *, margin: float, n_rounds: int = 40, n_tries: int = 6):
+    """Flip points for problems the SQP from ``x0`` could not solve, approached along the boundary.
+
+    Starting from the boundary points of :func:`_witness_starts`, each round moves the current
+    flip point ``s`` along the boundary towards ``x0``: the step is ``x0 - s`` projected (in the
+    ``w``-metric) onto the tangent plane of ``c_j = z_i - z_j = 0`` at ``s`` (free features
+    only), halved up to ``n_tries`` times.  Each trial point is brought back onto the boundary by
+    :func:`_first_crossing`: on the segment from ``x0`` where it lies in the target class, along
+    the boundary's normal towards the target class where it lies in the source class.  A trial is
+    kept only if it is a flip point closer to ``x0``, so the distance decreases from round to
+    round (a projected-gradient method on the boundary, which needs no constraint to be smooth:
+    it works across the kinks of a ReLU network where the SQP stalls).
+
+    Returns
+    -------
+    x : ndarray, shape (n, n_features)
+        The closest flip point found (``x0`` where none was).
+    evals : ndarray of int
+        Jacobian evaluations per problem.
+    found : ndarray of bool
+    """
+    n = len(x0)
+    w = np.broadcast_to(w, x0.shape)
+    free = (hi > lo).astype(float)
+    current, _, found = _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses)
+    evals = np.zeros(n, dtype=np.int64)
+    eye = np.eye(params.n_classes)
+
+    def distance(points, rows):
+        return np.sqrt(np.sum(w[rows] * (points - x0[rows]) ** 2, axis=1))
+
+    best = np.where(found, distance(current, np.arange(n)), np.inf)
+    active = np.flatnonzero(found)
+    alpha = np.ones(n)
+    short = dict(n_samples=16, n_halvings=40)  # the walk's segments are short
+    for _ in range(n_rounds):
+        if active.size == 0:
+            break
+        s = current[active]
+        seeds = (eye[src[active]] - eye[tgt[active]])[:, None, :]
+        a = vjp(params, forward(params, tf.constant(s)), tf.constant(seeds)).numpy()[:, 0] * free[active]
+        evals[active] += 1
+        a_w = a / w[active]  # W^{-1} a: the normal in the w-metric
+        r = (x0[active] - s) * free[active]
+        tangent = r - (np.sum(a * r, axis=1) / np.maximum(np.sum(a * a_w, axis=1), 1e-300))[:, None] * a_w
+        moved = np.zeros(active.size, dtype=bool)
+        for _ in range(n_tries):
+            left = np.flatnonzero(~moved)
+            if left.size == 0:
+                break
+            p = active[left]
+            trial = np.clip(s[left] + alpha[p][:, None] * tangent[left], lo[p], hi[p])
+            z = _predict(params, trial)
+            label = np.argmax(z, axis=1)
+            gap = z[np.arange(left.size), src[p]] - z[np.arange(left.size), tgt[p]]
+            # In the target class: back along the segment from x0.  In the source class: along
+            # the normal, four times the linear estimate of the distance to the boundary.
+            in_target = label == tgt[p]
+            beta = 4.0 * np.maximum(gap, 0.0) / np.maximum(np.sum(a[left] * a_w[left], axis=1), 1e-300)
+            start = np.where(in_target[:, None], x0[p], trial)
+            end = np.where(in_target[:, None], trial, np.clip(trial - beta[:, None] * a_w[left], lo[p], hi[p]))
+            inner, _, hit = _first_crossing(params, start, end, src[p], tgt[p], **short)
+            # Failing that, towards the point just beyond s on the ray from x0 (usually across).
+            beyond = np.clip(s[left] + 0.01 * (s[left] - x0[p]), lo[p], hi[p])
+            retry = np.flatnonzero(~hit & ~in_target)
+            if retry.size:
+                inner_r, _, hit_r = _first_crossing(params, trial[retry], beyond[retry], src[p[retry]], tgt[p[retry]], **short)
+                inner[retry[hit_r]], hit[retry[hit_r]] = inner_r[hit_r], True
+            inner = np.clip(inner, lo[p], hi[p])
+            d_new = distance(inner, p)
+            # Every other class below by the margin of eq. 4, as the SQP's constraints ask.
+            z = _predict(params, inner)
+            others = np.where((np.arange(params.n_classes)[None] == src[p, None]) | (np.arange(params.n_classes)[None] == tgt[p, None]),
+                              -np.inf, z)
+            clear = others.max(axis=1) <= z[np.arange(left.size), src[p]] - margin
+            ok = hit & clear & (d_new < best[p] * (1.0 - 1e-9))
+            current[p[ok]], best[p[ok]] = inner[ok], d_new[ok]
+            moved[left[ok]] = True
+            alpha[p[ok]] = np.minimum(2.0 * alpha[p[ok]], 1.0)
+            alpha[p[~ok]] *= 0.5
+        # A problem whose trials all failed this round keeps its (now much shorter) step.
+        active = active[alpha[active] > 1e-4]
+    return current, evals, found
 
 
 def closest_flip_points(
@@ -1017,11 +1129,13 @@ def closest_flip_points(
         again directly from ``x`` (App. D.4's "alternative path"); ``"closer"`` does so for every
         problem and keeps the closer feasible answer (twice the work, fewer poor local minima);
         ``None`` reports the homotopy's own answer.  With either fallback, a problem that still
-        fails is started once more, directly, from a flip point on the segment towards the
-        nearest point of the target class (an input of the batch, or a flip point found for
-        another problem, pushed 1% across its boundary), found by bisection; the SQP then moves
-        along the boundary towards ``x``.  This rescues most local minima of the constraint
-        violation at the kinks of ReLU networks.
+        fails is approached from the boundary: bisection on the segment towards the nearest
+        point of the target class (an input of the batch, or a flip point found for another
+        problem, pushed 1% across its boundary) gives a flip point, and a few rounds of the SQP
+        from there, each brought back onto the boundary by bisection, move it closer to ``x``.
+        This rescues most local minima of the constraint violation at the kinks of ReLU
+        networks; such answers are feasible but not always locally closest, and their status
+        (0 or 1) and optimality residual say which.
     batch_size : int
         Problems solved together.
     progress : bool
@@ -1052,31 +1166,33 @@ def closest_flip_points(
     options = dict(eta=int(eta), adaptive=adaptive, tau=tau, schedule=schedule, margin=margin, max_iter=max_iter, inner_iter=inner_iter,
                    path_tol=path_tol, gap_tol=gap_tol, xtol=xtol, step_fn=step_fn)
 
-    def solve(problems, how, starts=None):
+    def solve(problems, how, starts=None, **overrides):
         x_out = np.empty((len(problems), params.n_features))
+        last_out = np.empty((len(problems), params.n_features))
         jac_out = np.zeros(len(problems), dtype=np.int64)
         steps_out = np.zeros(len(problems), dtype=np.int64)
         batches = range(0, len(problems), batch_size)
         for start in tqdm(batches, desc=f"flip points ({how})", disable=not progress or len(batches) < 2):
             sl = slice(start, start + batch_size)
             idx = pairs_in[problems[sl]]
-            x_out[sl], jac_out[sl], steps_out[sl] = _solve_batch(
+            x_out[sl], jac_out[sl], steps_out[sl], last_out[sl] = _solve_batch(
                 params, x[idx], lo[idx], hi[idx], np.broadcast_to(w, (len(idx), len(w))), src[idx],
-                flat_t[problems[sl]], method=how, x_start=None if starts is None else starts[sl], **options,
+                flat_t[problems[sl]], method=how, x_start=None if starts is None else starts[sl],
+                **(options | overrides),
             )
         ev_out = flip_evidence(params, x[pairs_in[problems]], x_out, src[pairs_in[problems]], flat_t[problems],
                                lower=lo[pairs_in[problems]], upper=hi[pairs_in[problems]], feature_weights=w, margin=margin)
-        return x_out, jac_out, steps_out, ev_out
+        return x_out, jac_out, steps_out, ev_out, last_out
 
     everything = np.arange(len(pairs_in))
-    x_hat, n_jac, steps, ev = solve(everything, method)
+    x_hat, n_jac, steps, ev, _ = solve(everything, method)
     if method == "homotopy" and fallback is not None:
         # App. D.4: where the path breaks (or, with "closer", everywhere), try another path:
         # the direct solve from x; keep the feasible answer, the closer one if both are.
         ok = status_from_evidence(ev, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
         again = everything[~ok] if fallback == "failed" else everything
         if again.size:
-            x_f, jac_f, _, ev_f = solve(again, "direct")
+            x_f, jac_f, _, ev_f, _ = solve(again, "direct")
             n_jac[again] += jac_f
             ok_f = status_from_evidence(ev_f, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
             better = ok_f & (~ok[again] | (ev_f["distance"] < ev["distance"][again]))
@@ -1084,24 +1200,26 @@ def closest_flip_points(
             for key in ev:
                 ev[key][again[better]] = ev_f[key][better]
         # A third path for what still fails (a local minimum of the violation, common at the
-        # kinks of ReLU networks): from a flip point on the segment towards the nearest point
-        # that the network assigns to the target class (an input of the batch, or a flip point
-        # found for another problem pushed 1% further across its boundary), along the boundary.
-        ok = status_from_evidence(ev, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
-        again = everything[~ok]
-        if again.size:
-            idx = pairs_in[again]
-            across = x_hat[ok] + 0.01 * (x_hat[ok] - x[pairs_in[ok]])
-            starts, found = _witness_starts(params, x[idx], lo[idx], hi[idx], np.broadcast_to(w, (len(idx), len(w))),
-                                            src[idx], flat_t[again], np.concatenate([x, across]))
-            again, starts = again[found], starts[found]
-        if again.size:
-            x_f, jac_f, _, ev_f = solve(again, "direct", starts)
-            n_jac[again] += jac_f
-            better = status_from_evidence(ev_f, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
-            x_hat[again[better]] = x_f[better]
+        # kinks of ReLU networks): a walk along the boundary from outside (see `_boundary_walk`).
+        # Each pass's new flip points are witnesses for the next one.
+        for _ in range(3):
+            ok = status_from_evidence(ev, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
+            again = everything[~ok]
+            if again.size == 0:
+                break
+            across_ok = x_hat[ok] + 0.01 * (x_hat[ok] - x[pairs_in[ok]])
+            walked, jac_w, found = _boundary_walk(params, x[pairs_in[again]], lo[pairs_in[again]], hi[pairs_in[again]],
+                                                  w, src[pairs_in[again]], flat_t[again], np.concatenate([x, across_ok]),
+                                                  margin=margin)
+            n_jac[again] += jac_w
+            if not found.any():
+                break
+            redo = again[found]
+            ev_w = flip_evidence(params, x[pairs_in[redo]], walked[found], src[pairs_in[redo]], flat_t[redo],
+                                 lower=lo[pairs_in[redo]], upper=hi[pairs_in[redo]], feature_weights=w, margin=margin)
+            x_hat[redo] = walked[found]
             for key in ev:
-                ev[key][again[better]] = ev_f[key][better]
+                ev[key][redo] = ev_w[key]
     status = status_from_evidence(ev, gap_tol=gap_tol, opt_tol=opt_tol)
 
     def scatter(values, fill, dtype=None):

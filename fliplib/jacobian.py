@@ -51,8 +51,8 @@ def vjp_float32(params: NetworkParams, fwd: Forward, seeds: tf.Tensor) -> tf.Ten
     The same product as :func:`vjp` (eqs. 11-12, right to left), with each factor's matrix
     product in float32 (several times faster on a CPU).  The seeds (in float64), every row before
     each matrix product and each point's slopes are divided by their largest entry, and the
-    logarithms of those scales are accumulated in float64; where a product of a row and the
-    slopes would underflow float32, it is formed in float64.  A row therefore
+    logarithms of those scales are accumulated in float64; where the product of a row and the
+    slopes would underflow float32, that row's product is formed in float64.  A row therefore
     keeps about seven significant digits however small it is (a saturated erf network's
     gradients can be 1e-100, below float32's range, and even below float64's they stay
     representable until the final product).  The SQP uses it for the linearised constraints:
@@ -78,17 +78,19 @@ def vjp_float32(params: NetworkParams, fwd: Forward, seeds: tf.Tensor) -> tf.Ten
     seeds, log_scale = rescaled(tf.cast(seeds, tf.float64), 2)
     g = tf.einsum("nrc,hc->nrh", tf.cast(seeds, tf.float32), tf.cast(params.weights[-1], tf.float32))
     for w, slope in zip(reversed(params.weights[:-1]), reversed(fwd.slopes)):
+        nonzero = tf.reduce_max(tf.abs(g), axis=2) > 0
         g, log_peak = rescaled(g, 2)
         slope, log_slope = rescaled(tf.cast(slope, tf.float64), 1)
         product = g * tf.cast(slope, tf.float32)[:, None, :]
-        # Both factors are at most 1 and each row of g has an entry 1, so a row's product peaks
-        # at least at the point's smallest slope.  Where that is above 1e-30, what float32 drops
-        # (below 1e-38) is below 1e-8 of the row.  Points whose slopes span more than 30 orders
-        # of magnitude (a row may sit on the saturated neurons) form the product in float64.
-        wide = tf.where(tf.reduce_min(slope, axis=1) < 1e-30)
-        exact, log_product = rescaled(tf.cast(tf.gather_nd(g, wide), tf.float64) * tf.gather_nd(slope, wide)[:, None, :], 2)
+        # Both factors are at most 1, so the product can only underflow.  Where a nonzero row's
+        # product peaks below 1e-30, float32 may have dropped entries that matter (it keeps
+        # nothing below 1e-38 relative to 1, the rows' largest entry): those rows form the
+        # product in float64 instead (rows whose weight sits on neurons with slopes far below
+        # the layer's largest, or on zero slopes of a ReLU network, where it stays zero).
+        wide = tf.where(nonzero & (tf.reduce_max(tf.abs(product), axis=2) < 1e-30))
+        exact, log_product = rescaled(tf.cast(tf.gather_nd(g, wide), tf.float64) * tf.gather(slope, wide[:, 0]), 1)
         product = tf.tensor_scatter_nd_update(product, wide, tf.cast(exact, tf.float32))
-        log_product = tf.scatter_nd(wide, log_product, tf.shape(log_peak, out_type=wide.dtype))
+        log_product = tf.scatter_nd(wide, log_product[:, 0], tf.shape(log_peak[:, :, 0], out_type=wide.dtype))[:, :, None]
         g = tf.einsum("nrh,ih->nri", product, tf.cast(w, tf.float32))
         log_scale = log_scale + log_peak + log_slope[:, None, :] + log_product
     return tf.cast(g, tf.float64) * tf.exp(log_scale)

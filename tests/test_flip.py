@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fliplib
@@ -259,8 +259,7 @@ def test_feasibility_restoration_repairs_another_class_while_keeping_the_gap_clo
 def test_bisection_finds_a_crossing_on_the_bound_and_stays_in_the_box(start, hi):
     # z_0 - z_1 = x_0 - hi changes sign at the upper bound itself: the bisection must end there,
     # and never outside the box (the result is clipped against rounding of start + t (end - start)).
-    if not start < hi:
-        return
+    assume(start < hi)
     params = linear_network(np.array([1.0, 0.0]), -hi)
     start_x = np.array([[start, 0.0]])
     end_x = np.array([[hi, 0.0]])
@@ -284,7 +283,7 @@ def test_witness_starts_are_flip_points_between_source_and_target(activation):
     src = label[:20]
     tgt = (src + 1 + rng.integers(0, 3, 20)) % 4
     box = np.full((20, 6), 3.0)
-    starts, found = flip._witness_starts(params, x[:20], -box, box, np.ones((20, 6)), src, tgt, x[20:])
+    starts, _, found = flip._witness_starts(params, x[:20], -box, box, np.ones((20, 6)), src, tgt, x[20:])
     assert found.sum() >= 5
     assert np.all(starts[~found] == x[:20][~found])
     z = numpy_logits(params, starts[found])
@@ -298,10 +297,10 @@ def test_witness_starts_are_flip_points_between_source_and_target(activation):
 
 
 def test_witness_restart_rescues_relu_problems_that_slsqp_solves():
-    # A deep ReLU network where the SQP from x stalls in local minima of the violation on most
-    # problems: the restart along the boundary must bring fliplib at least to SLSQP's success.
-    model = fliplib.prelu_network([10, 32, 32, 32, 32, 5], alpha=0.0, seed=3)
-    x = np.random.default_rng(3).normal(size=(10, 10))
+    # A ReLU network where the SQP from x stalls in local minima of the violation on many
+    # problems: the walk along the boundary must bring fliplib at least to SLSQP's success.
+    model = fliplib.prelu_network([6, 20, 20, 20, 4], alpha=0.0, seed=3)
+    x = np.random.default_rng(3).normal(size=(15, 6))
     plain = fliplib.closest_flip_points(model, x, "all", fallback=None)
     res = fliplib.closest_flip_points(model, x, "all")
     done = np.argwhere(res.status != -1)
@@ -314,6 +313,25 @@ def test_witness_restart_rescues_relu_problems_that_slsqp_solves():
     assert ours.sum() >= np.sum(slsqp_ok)
     assert ours.sum() > plain.success[done[:, 0], done[:, 1]].sum()
     check_evidence(res)
+
+
+def test_boundary_walk_reaches_the_closest_point_of_a_hyperplane():
+    # z_0 - z_1 = a.x + c: the witness start (where the segment to a far point of class 1 crosses)
+    # is not the closest flip point; the walk along the boundary must reach the projection.
+    a, c = np.array([1.0, 2.0, -1.0]), -1.0
+    params = linear_network(a, c)
+    x0 = np.array([[2.0, 1.0, 0.5], [0.0, 3.0, 1.0]])
+    witness = np.array([[-5.0, -4.0, 6.0]])
+    box = np.full_like(x0, 1e3)
+    src, tgt = np.zeros(2, dtype=int), np.ones(2, dtype=int)
+    start, _, found = flip._witness_starts(params, x0, -box, box, np.ones_like(x0), src, tgt, witness)
+    walked, evals, found_w = flip._boundary_walk(params, x0, -box, box, np.ones_like(x0), src, tgt, witness, margin=1e-3)
+    exact = np.abs(x0 @ a + c) / np.linalg.norm(a)
+    assert np.all(found) and np.all(found_w)
+    assert np.all(np.linalg.norm(start - x0, axis=1) > 1.01 * exact)
+    np.testing.assert_allclose(np.linalg.norm(walked - x0, axis=1), exact, rtol=1e-6)
+    np.testing.assert_allclose(walked @ a + c, 0.0, atol=1e-9)
+    assert np.all(evals >= 1)
 
 
 def test_failure_is_reported_not_hidden():

@@ -78,13 +78,27 @@ def test_float32_vjp_keeps_a_row_that_sits_on_saturated_neurons():
         weights=(tf.constant(np.eye(2)), tf.constant([[0.0, 0.0], [1.0, 0.0]], tf.float64)),
         biases=(tf.constant([0.0, 10.0], tf.float64), tf.zeros(2, tf.float64)), activation="erf", scales=(1.0,),
     )
-    x = np.array([[0.0, 0.0], [0.1, -0.05]])
+    x = np.array([[0.0, 0.0], [0.1, -0.05], [0.0, -10.0]])  # the last point: both neurons linear
     fwd = forward(params, x)
-    seeds = tf.constant(np.tile([[[1.0, -1.0]]], (2, 1, 1)))
+    seeds = tf.constant(np.tile([[[1.0, -1.0]]], (3, 1, 1)))
     exact = fliplib.jacobian.vjp(params, fwd, seeds).numpy()[:, 0]
     single = fliplib.jacobian.vjp_float32(params, fwd, seeds).numpy()[:, 0]
-    assert np.all(np.abs(exact[:, 1]) > 1e-46) and np.all(np.abs(exact[:, 1]) < 1e-40)
+    assert np.all(np.abs(exact[:2, 1]) > 1e-46) and np.all(np.abs(exact[:2, 1]) < 1e-40)
+    assert abs(exact[2, 1]) > 1.0
     np.testing.assert_allclose(single, exact, rtol=1e-6, atol=0)
+
+
+def test_float32_vjp_on_a_relu_network_with_dead_neurons():
+    model = fliplib.prelu_network([8, 30, 30, 30, 4], alpha=0.0, seed=6)
+    params = network_params(model)
+    x = np.random.default_rng(8).normal(size=(50, 8))
+    fwd = forward(params, x)
+    assert np.mean([np.mean(s.numpy() == 0) for s in fwd.slopes]) > 0.2  # many zero slopes
+    seeds = tf.constant(np.random.default_rng(9).normal(size=(50, 3, 4)))
+    exact = fliplib.jacobian.vjp(params, fwd, seeds).numpy()
+    single = fliplib.jacobian.vjp_float32(params, fwd, seeds).numpy()
+    scale = np.abs(exact).max(axis=2, keepdims=True)
+    assert np.all(np.abs(single - exact) <= 1e-5 * scale)
 
 
 @pytest.mark.parametrize("seed_scale", [1e50, 1e-50, 1e300])
