@@ -504,11 +504,13 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
         # step towards the Gauss-Newton projection onto the linearised constraints (a trust region
         # in effect), so a rejected iteration is never repeated identically.
         beta = tf.where(accepted, beta, tf.minimum(4.0 * tf.maximum(beta, 1.0), 1e6))
-        # The radius doubles after a full step that it cut short, becomes the length taken after
-        # a shortened step (the linearisation held no further: a ReLU network's next kink), and
-        # halves after a rejection.
+        # The radius doubles after a full step that it cut short and halves after a rejection; on a
+        # ReLU network it also becomes the length taken after a shortened step (the linearisation
+        # held no further: the next kink).  (On erf networks that rule cost flip points on the
+        # sharp networks of chapter 2.)
+        taken = alpha * step_norm if activation == "prelu" else radius  # erf: smooth, the radius stays
         radius = tf.where(first & (shrink < 1.0), 2.0 * radius,
-                          tf.where(first, radius, tf.where(accepted, alpha * step_norm, 0.5 * tf.minimum(radius, step_norm))))
+                          tf.where(first, radius, tf.where(accepted, taken, 0.5 * tf.minimum(radius, step_norm))))
         return x_new, gap_new, other_new, zi_new, step_norm, mu_new, accepted, g_new, m_new, beta, radius
 
     _COMPILED_STEPS[key] = step
@@ -747,8 +749,10 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         moved = np.concatenate([a_idx, r_idx])
         # The network changes with the stage: restart the secant curvature estimate.
         beta[moved], m_prev[moved], g_prev[moved], x_prev[moved] = 1.0, 0.0, 0.0, x[moved]
-        # ... and the trust radius: a short step at the end of one stage says nothing of the next.
-        radius[moved] = radius0[moved]
+        # ... and, on a ReLU network, the trust radius: a short step at a kink at the end of one
+        # stage says nothing of the next.
+        if params.activation == "prelu":
+            radius[moved] = radius0[moved]
         t_try[moved] = np.where(1.0 - (t[moved] + h[moved]) <= 1e-12, 1.0, np.minimum(1.0, t[moved] + h[moved]))
         stage_iter[moved] = 0
     # The last iterate, unless it is not a flip point and an earlier one was (or was closer).
