@@ -633,11 +633,7 @@ def status_from_evidence(evidence: dict, *, gap_tol: float = 1e-6, opt_tol: floa
 
 
 def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau, schedule, margin, max_iter,
-                 inner_iter, path_tol, gap_tol, xtol, step_fn, x_start=None):
-    """The SQP iterations for one batch (``x_start``: start there instead of at ``x0``; direct only).
-
-    Returns the answers (the last iterate, or the closest flip point met on the way, or the
-    restored point), the Jacobian evaluations, the homotopy steps and the last iterates."""
+                 inner_iter, path_tol, gap_tol, xtol, step_fn):
     n = len(x0)
     x0_t = tf.constant(x0)
     src_t, tgt_t = tf.constant(src), tf.constant(tgt)
@@ -655,10 +651,10 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         t_try = np.full(n, 1.0 / eta)
     t = np.zeros(n)
     h = t_try.copy()
-    x = x0.copy() if x_start is None else x_start.copy()
-    x_saved = x.copy()
+    x = x0.copy()
+    x_saved = x0.copy()
     mu = np.ones(n)
-    x_prev = x.copy()
+    x_prev = x0.copy()
     g_prev = np.zeros_like(x0)
     m_prev = np.zeros((n, params.n_classes))
     beta = np.ones(n)
@@ -669,15 +665,8 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     n_jac = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.int64)
     done = np.zeros(n, dtype=bool)
-    best_x = x.copy()
+    best_x = x0.copy()
     best_dist = np.full(n, np.inf)
-    if x_start is not None:
-        # A start that is already a flip point is the answer to beat.
-        c, violation, scale = _violation(params, x, src, tgt, margin)
-        rows = np.arange(n)
-        others = np.where((np.arange(params.n_classes)[None] == src[:, None]) | (np.arange(params.n_classes)[None] == tgt[:, None]), np.inf, c)
-        start_ok = (np.abs(c[rows, tgt]) <= 0.1 * gap_tol * scale) & (others.min(axis=1) > gap_tol * scale)
-        best_dist[start_ok] = np.sqrt(np.sum(w * (x - x0) ** 2, axis=1))[start_ok]
     last_ok = np.zeros(n, dtype=bool)
     best_gap = np.full(n, np.inf)
     stall = np.zeros(n, dtype=np.int64)
@@ -756,7 +745,6 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         t_try[moved] = np.where(1.0 - (t[moved] + h[moved]) <= 1e-12, 1.0, np.minimum(1.0, t[moved] + h[moved]))
         stage_iter[moved] = 0
     # The last iterate, unless it is not a flip point and an earlier one was (or was closer).
-    x_last = x.copy()
     dist_last = np.sqrt(np.sum(w * (x - x0) ** 2, axis=1))
     fallback_best = np.isfinite(best_dist) & (~last_ok | (best_dist < dist_last))
     x[fallback_best] = best_x[fallback_best]
@@ -769,7 +757,7 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         x[stuck], extra = _restore_feasibility(params, x[stuck], lo[stuck], hi[stuck], src[stuck], tgt[stuck],
                                                margin=margin, gap_tol=gap_tol)
         n_jac[stuck] += extra
-    return x, n_jac, steps, x_last
+    return x, n_jac, steps
 
 
 def _violation(params, points, src, tgt, margin: float):
@@ -893,8 +881,6 @@ def _first_crossing(params, start, end, src, tgt, *, n_samples: int = 64, n_halv
     -------
     inside : ndarray, shape (n, n_features)
         The boundary point, on the source side (``start`` where nothing was found).
-    outside : ndarray, shape (n, n_features)
-        Its partner within ``2**-n_halvings`` of the sample interval, on the target side.
     found : ndarray of bool, shape (n,)
     """
     n = len(start)
@@ -916,7 +902,7 @@ def _first_crossing(params, start, end, src, tgt, *, n_samples: int = 64, n_halv
     outer = a + s_hi[:, None] * (b - a)
     # Within the last sampled interval the path may have crossed a third class first.
     found[idx] &= np.argmax(_predict(params, outer[idx]), axis=1) == tgt[idx]
-    return np.where(found[:, None], inner, start), np.where(found[:, None], outer, start), found
+    return np.where(found[:, None], inner, start), found
 
 
 def _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: int = 5, chunk: int = 256):
@@ -930,14 +916,14 @@ def _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: 
 
     Returns
     -------
-    starts, across : ndarray, shape (n, n_features)
-        The boundary points (``x0`` where none was found) and their partners just across.
+    starts : ndarray, shape (n, n_features)
+        The boundary points (``x0`` where none was found).
     found : ndarray of bool, shape (n,)
     """
     n = len(x0)
-    starts, across, found = x0.copy(), x0.copy(), np.zeros(n, dtype=bool)
+    starts, found = x0.copy(), np.zeros(n, dtype=bool)
     if len(witnesses) == 0 or n == 0:
-        return starts, across, found
+        return starts, found
     label_w = np.argmax(_predict(params, witnesses), axis=1)
     for c0 in range(0, n, chunk):
         sl = slice(c0, c0 + chunk)
@@ -949,14 +935,13 @@ def _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: 
         for k in range(order.shape[1]):
             valid = np.isfinite(d2[np.arange(len(xs)), order[:, k]])
             end = np.clip(witnesses[order[:, k]], lo[sl], hi[sl])
-            inner, outer, hit = _first_crossing(params, xs, end, src[sl], tgt[sl])
+            inner, hit = _first_crossing(params, xs, end, src[sl], tgt[sl])
             dist = np.sqrt(np.sum(ws_ * (inner - xs) ** 2, axis=1))
             better = valid & hit & (dist < best)
             best[better] = dist[better]
             starts[sl][better] = np.clip(inner[better], lo[sl][better], hi[sl][better])
-            across[sl][better] = outer[better]
             found[sl] |= better
-    return starts, across, found
+    return starts, found
 
 
 def _boundary_walk(params, x0, lo, hi, w, src, tgt, witnesses, *, margin: float, n_rounds: int = 40, n_tries: int = 6):
@@ -983,7 +968,7 @@ def _boundary_walk(params, x0, lo, hi, w, src, tgt, witnesses, *, margin: float,
     n = len(x0)
     w = np.broadcast_to(w, x0.shape)
     free = (hi > lo).astype(float)
-    current, _, found = _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses)
+    current, found = _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses)
     evals = np.zeros(n, dtype=np.int64)
     eye = np.eye(params.n_classes)
 
@@ -1020,12 +1005,12 @@ def _boundary_walk(params, x0, lo, hi, w, src, tgt, witnesses, *, margin: float,
             beta = 4.0 * np.maximum(gap, 0.0) / np.maximum(np.sum(a[left] * a_w[left], axis=1), 1e-300)
             start = np.where(in_target[:, None], x0[p], trial)
             end = np.where(in_target[:, None], trial, np.clip(trial - beta[:, None] * a_w[left], lo[p], hi[p]))
-            inner, _, hit = _first_crossing(params, start, end, src[p], tgt[p], **short)
+            inner, hit = _first_crossing(params, start, end, src[p], tgt[p], **short)
             # Failing that, towards the point just beyond s on the ray from x0 (usually across).
             beyond = np.clip(s[left] + 0.01 * (s[left] - x0[p]), lo[p], hi[p])
             retry = np.flatnonzero(~hit & ~in_target)
             if retry.size:
-                inner_r, _, hit_r = _first_crossing(params, trial[retry], beyond[retry], src[p[retry]], tgt[p[retry]], **short)
+                inner_r, hit_r = _first_crossing(params, trial[retry], beyond[retry], src[p[retry]], tgt[p[retry]], **short)
                 inner[retry[hit_r]], hit[retry[hit_r]] = inner_r[hit_r], True
             inner = np.clip(inner, lo[p], hi[p])
             d_new = distance(inner, p)
@@ -1135,8 +1120,9 @@ def closest_flip_points(
         ``None`` reports the homotopy's own answer.  With either fallback, a problem that still
         fails is approached from the boundary: bisection on the segment towards the nearest
         point of the target class (an input of the batch, or a flip point found for another
-        problem, pushed 1% across its boundary) gives a flip point, and a few rounds of the SQP
-        from there, each brought back onto the boundary by bisection, move it closer to ``x``.
+        problem, pushed 1% across its boundary) gives a flip point, which is then walked along the
+        boundary towards ``x`` (projected steps, each brought back onto the boundary by bisection;
+        only closer flip points are kept).
         This rescues most local minima of the constraint violation at the kinks of ReLU
         networks; such answers are feasible but not always locally closest, and their status
         (0 or 1) and optimality residual say which.
@@ -1170,33 +1156,31 @@ def closest_flip_points(
     options = dict(eta=int(eta), adaptive=adaptive, tau=tau, schedule=schedule, margin=margin, max_iter=max_iter, inner_iter=inner_iter,
                    path_tol=path_tol, gap_tol=gap_tol, xtol=xtol, step_fn=step_fn)
 
-    def solve(problems, how, starts=None, **overrides):
+    def solve(problems, how):
         x_out = np.empty((len(problems), params.n_features))
-        last_out = np.empty((len(problems), params.n_features))
         jac_out = np.zeros(len(problems), dtype=np.int64)
         steps_out = np.zeros(len(problems), dtype=np.int64)
         batches = range(0, len(problems), batch_size)
         for start in tqdm(batches, desc=f"flip points ({how})", disable=not progress or len(batches) < 2):
             sl = slice(start, start + batch_size)
             idx = pairs_in[problems[sl]]
-            x_out[sl], jac_out[sl], steps_out[sl], last_out[sl] = _solve_batch(
+            x_out[sl], jac_out[sl], steps_out[sl] = _solve_batch(
                 params, x[idx], lo[idx], hi[idx], np.broadcast_to(w, (len(idx), len(w))), src[idx],
-                flat_t[problems[sl]], method=how, x_start=None if starts is None else starts[sl],
-                **(options | overrides),
+                flat_t[problems[sl]], method=how, **options,
             )
         ev_out = flip_evidence(params, x[pairs_in[problems]], x_out, src[pairs_in[problems]], flat_t[problems],
                                lower=lo[pairs_in[problems]], upper=hi[pairs_in[problems]], feature_weights=w, margin=margin)
-        return x_out, jac_out, steps_out, ev_out, last_out
+        return x_out, jac_out, steps_out, ev_out
 
     everything = np.arange(len(pairs_in))
-    x_hat, n_jac, steps, ev, _ = solve(everything, method)
+    x_hat, n_jac, steps, ev = solve(everything, method)
     if method == "homotopy" and fallback is not None:
         # App. D.4: where the path breaks (or, with "closer", everywhere), try another path:
         # the direct solve from x; keep the feasible answer, the closer one if both are.
         ok = status_from_evidence(ev, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
         again = everything[~ok] if fallback == "failed" else everything
         if again.size:
-            x_f, jac_f, _, ev_f, _ = solve(again, "direct")
+            x_f, jac_f, _, ev_f = solve(again, "direct")
             n_jac[again] += jac_f
             ok_f = status_from_evidence(ev_f, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
             better = ok_f & (~ok[again] | (ev_f["distance"] < ev["distance"][again]))

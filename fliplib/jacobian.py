@@ -70,17 +70,19 @@ def vjp_float32(params: NetworkParams, fwd: Forward, seeds: tf.Tensor) -> tf.Ten
     """
 
     def rescaled(values, axis):
+        """``values`` divided by their largest magnitude along ``axis`` (all-zero slices kept),
+        the logarithm of that scale in float64, and which slices are not all zero."""
         peak = tf.reduce_max(tf.abs(values), axis=axis, keepdims=True)
-        peak = tf.where(peak > 0, peak, tf.ones_like(peak))
-        return values / peak, tf.math.log(tf.cast(peak, tf.float64))
+        nonzero = peak > 0
+        peak = tf.where(nonzero, peak, tf.ones_like(peak))
+        return values / peak, tf.math.log(tf.cast(peak, tf.float64)), tf.squeeze(nonzero, axis)
 
     # The seeds in float64 first: a row may be far outside float32's range (the SQP's multipliers).
-    seeds, log_scale = rescaled(tf.cast(seeds, tf.float64), 2)
+    seeds, log_scale, _ = rescaled(tf.cast(seeds, tf.float64), 2)
     g = tf.einsum("nrc,hc->nrh", tf.cast(seeds, tf.float32), tf.cast(params.weights[-1], tf.float32))
     for w, slope in zip(reversed(params.weights[:-1]), reversed(fwd.slopes)):
-        nonzero = tf.reduce_max(tf.abs(g), axis=2) > 0
-        g, log_peak = rescaled(g, 2)
-        slope, log_slope = rescaled(tf.cast(slope, tf.float64), 1)
+        g, log_peak, nonzero = rescaled(g, 2)
+        slope, log_slope, _ = rescaled(tf.cast(slope, tf.float64), 1)
         product = g * tf.cast(slope, tf.float32)[:, None, :]
         # Both factors are at most 1, so the product can only underflow.  Where a nonzero row's
         # product peaks below 1e-30, float32 may have dropped entries that matter (it keeps
@@ -88,7 +90,7 @@ def vjp_float32(params: NetworkParams, fwd: Forward, seeds: tf.Tensor) -> tf.Ten
         # product in float64 instead (rows whose weight sits on neurons with slopes far below
         # the layer's largest, or on zero slopes of a ReLU network, where it stays zero).
         wide = tf.where(nonzero & (tf.reduce_max(tf.abs(product), axis=2) < 1e-30))
-        exact, log_product = rescaled(tf.cast(tf.gather_nd(g, wide), tf.float64) * tf.gather(slope, wide[:, 0]), 1)
+        exact, log_product, _ = rescaled(tf.cast(tf.gather_nd(g, wide), tf.float64) * tf.gather(slope, wide[:, 0]), 1)
         product = tf.tensor_scatter_nd_update(product, wide, tf.cast(exact, tf.float32))
         log_product = tf.scatter_nd(wide, log_product[:, 0], tf.shape(log_peak[:, :, 0], out_type=wide.dtype))[:, :, None]
         g = tf.einsum("nrh,ih->nri", product, tf.cast(w, tf.float32))

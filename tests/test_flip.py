@@ -283,7 +283,7 @@ def test_witness_starts_are_flip_points_between_source_and_target(activation):
     src = label[:20]
     tgt = (src + 1 + rng.integers(0, 3, 20)) % 4
     box = np.full((20, 6), 3.0)
-    starts, _, found = flip._witness_starts(params, x[:20], -box, box, np.ones((20, 6)), src, tgt, x[20:])
+    starts, found = flip._witness_starts(params, x[:20], -box, box, np.ones((20, 6)), src, tgt, x[20:])
     assert found.sum() >= 5
     assert np.all(starts[~found] == x[:20][~found])
     z = numpy_logits(params, starts[found])
@@ -324,7 +324,7 @@ def test_boundary_walk_reaches_the_closest_point_of_a_hyperplane():
     witness = np.array([[-5.0, -4.0, 6.0]])
     box = np.full_like(x0, 1e3)
     src, tgt = np.zeros(2, dtype=int), np.ones(2, dtype=int)
-    start, _, found = flip._witness_starts(params, x0, -box, box, np.ones_like(x0), src, tgt, witness)
+    start, found = flip._witness_starts(params, x0, -box, box, np.ones_like(x0), src, tgt, witness)
     walked, evals, found_w = flip._boundary_walk(params, x0, -box, box, np.ones_like(x0), src, tgt, witness, margin=1e-3)
     exact = np.abs(x0 @ a + c) / np.linalg.norm(a)
     assert np.all(found) and np.all(found_w)
