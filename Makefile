@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.installed-browser
 
-.PHONY: book test browser-test screenshot lab bench clean
+.PHONY: book test browser-test screenshot lab bench bench-relu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_flip.py
+
+bench-relu: $(STAMP)
+	$(BIN)/python benchmarks/bench_relu.py
 
 clean:
 	rm -rf _build

@@ -13,7 +13,8 @@ threatening other classes, solves the quadratic program
 
 exactly through its dual (``p(lambda) = clip(x + W^{-1} A^T lambda)``, a projected Newton
 ascent in the few multipliers), and moves along ``p - x_c`` with a line search on the
-``l1`` merit function.  Every problem of the batch carries its own homotopy parameter, so one
+``l1`` merit function (on ReLU networks with a watchdog: a stalled problem takes a few full
+steps regardless of the merit, which the kinks would otherwise reject).  Every problem of the batch carries its own homotopy parameter, so one
 TensorFlow call advances thousands of homotopy paths.
 
 Precision: the constraint values, the merit function and the returned points are float64; only
@@ -362,6 +363,9 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
     Rayleigh quotient of the Lagrangian's curvature along the last step (a secant estimate
     from the gradients of ``lambda^T c`` at the last two iterates), clipped to ``[1/4, 4]``.
     ``beta = 1`` is the plain projection of ``x`` onto the linearised constraints.
+
+    Problems flagged ``take_full`` take the full step (up to the trust radius) without the line
+    search: the watchdog of the driver, see :func:`_solve_batch`.
     """
     key = (activation, n_classes, n_rows, n_layers, dual_iter, line_search)
     if key in _COMPILED_STEPS:
@@ -377,11 +381,12 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
         (matrix,) * (n_layers - 1) + (per_class,), (vector,) * (n_layers - 1) + (tf.TensorSpec([n_classes], tf.float64),),
         matrix, matrix, matrix, matrix, matrix, classes, classes,
         (matrix,) * (n_layers - 1), per_class, vector, tf.TensorSpec([], tf.float64), matrix, matrix, per_class, vector, vector,
+        tf.TensorSpec([None], tf.bool),
     ]
 
     @tf.function(input_signature=signature)
     def step(weights, biases, x, x0, lo, hi, w, src, tgt, scales, bias, mu, margin, x_prev, g_prev, m_prev, beta_prev,
-             radius):
+             radius, take_full):
         params = NetworkParams(weights=weights, biases=biases, activation=activation, scales=())
 
         fwd = forward(params, x, scales=scales, output_bias=bias)
@@ -463,7 +468,8 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
         full = tf.clip_by_value(x + d, lo, hi)
         everyone = tf.range(tf.shape(x, out_type=tf.int64)[0])
         phi_full, c_full, gap_full, other_full, zi_full = merit(full, everyone)
-        ok_full = phi_full <= phi0 + 1e-4 * slope
+        # The watchdog (`take_full`) takes the full step whatever the merit says.
+        ok_full = (phi_full <= phi0 + 1e-4 * slope) | (take_full & tf.reduce_all(tf.math.is_finite(full), axis=1))
         c_full = tf.gather(c_full, tgt, axis=1, batch_dims=1)  # z_i - z_j at the full step
         free = tf.cast(hi > lo, tf.float64)
         a0 = A[:, 0] * free / w
@@ -671,6 +677,14 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     best_gap = np.full(n, np.inf)
     stall = np.zeros(n, dtype=np.int64)
     patience = 100
+    # The watchdog (Chamberlain et al. 1982; Nocedal & Wright, sec. 15.6), on ReLU networks: a
+    # final stage that has stalled for `watch - n_full` iterations takes `n_full` full steps at
+    # the initial trust radius, line search off.  Kinks make the l1 merit reject every useful
+    # step near a non-feasible local minimum; the full steps jump across them, as SLSQP's
+    # line search (which gives up after ten trials and takes the step) does.
+    watch, n_full = (20, 3) if params.activation == "prelu" else (0, 0)
+    take_full = np.zeros(n, dtype=bool)
+    x_least = x0.copy()  # the iterate with the smallest logit gap (of the final stage)
     h_min = 1.0 / (eta * 2.0**8)
     for _ in range(max_iter + 2 * eta * inner_iter * (1 + 8 * adaptive)):
         act = np.flatnonzero(~done)
@@ -686,6 +700,7 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
             tf.constant(w[act]), tf.gather(src_t, act), tf.gather(tgt_t, act), scales_t, bias_t,
             tf.constant(mu[act]), tf.constant(margin, tf.float64), tf.constant(x_prev[act]),
             tf.constant(g_prev[act]), tf.constant(m_prev[act]), tf.constant(beta[act]), tf.constant(radius[act]),
+            tf.constant(take_full[act]),
         )
         x_new, gap, min_other, zi, step_norm, mu_new, accepted, g_new, m_new, beta_new, radius_new = (
             v.numpy() for v in out
@@ -716,7 +731,11 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         # A final stage that has not reduced its logit gap by 10% in `patience` iterations has stalled.
         progress = final & (gap < 0.9 * best_gap[act])
         best_gap[act[progress]] = gap[progress]
+        x_least[act[progress]] = x_new[progress]
         stall[act] = np.where(final & ~progress & ~feasible_tight, stall[act] + 1, np.where(progress, 0, stall[act]))
+        if watch:
+            take_full[act] = final & (stall[act] % watch >= watch - n_full)
+            radius[act[take_full[act]]] = radius0[act[take_full[act]]]
         finished = final & ((feasible_tight & small) | (stage_iter[act] >= max_iter) | (stall[act] >= patience))
         done[act[finished]] = True
         last_ok[act] = final & feasible_tight
@@ -748,8 +767,11 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     dist_last = np.sqrt(np.sum(w * (x - x0) ** 2, axis=1))
     fallback_best = np.isfinite(best_dist) & (~last_ok | (best_dist < dist_last))
     x[fallback_best] = best_x[fallback_best]
-    # No flip point found, but the gap is small (a stall at a kink): restore feasibility.
+    # No flip point found, but the gap is small (a stall at a kink): restore feasibility, from
+    # the iterate with the least gap where the watchdog may have jumped away from it.
     stuck = np.flatnonzero(~last_ok & ~fallback_best)
+    if watch:
+        x[stuck] = x_least[stuck]
     if stuck.size:
         _, violation, scale = _violation(params, x[stuck], src[stuck], tgt[stuck], margin)
         stuck = stuck[violation <= 0.1 * scale]
@@ -1052,7 +1074,7 @@ def closest_flip_points(
     xtol: float = 1e-4,
     opt_tol: float = 1e-3,
     n_rows: int | None = None,
-    fallback: str | None = "failed",
+    fallback: str | None = "auto",
     batch_size: int = 4096,
     progress: bool = False,
 ) -> FlipResult:
@@ -1113,11 +1135,14 @@ def closest_flip_points(
         Constraints linearised per iteration: the target and the ``n_rows - 1`` other classes
         closest to winning.  Default: all ``n_classes - 1`` (exact; fewer is cheaper with many
         classes but can stall where several classes compete).
-    fallback : {"failed", "closer", None}
+    fallback : {"auto", "failed", "closer", None}
         With ``method="homotopy"``: ``"failed"`` solves the problems whose homotopy path fails
         again directly from ``x`` (App. D.4's "alternative path"); ``"closer"`` does so for every
         problem and keeps the closer feasible answer (twice the work, fewer poor local minima);
-        ``None`` reports the homotopy's own answer.  With either fallback, a problem that still
+        ``None`` reports the homotopy's own answer.  ``"auto"`` (the default) is ``"failed"`` on
+        erf networks and ``"closer"`` on PReLU networks, whose many kinks leave each path in a
+        local minimum (the two paths often end in different ones; benchmarks/README.md
+        measures the difference).  With either fallback, a problem that still
         fails is approached from the boundary: bisection on the segment towards the nearest
         point of the target class (an input of the batch, or a flip point found for another
         problem, pushed 1% across its boundary) gives a flip point, which is then walked along the
@@ -1136,8 +1161,10 @@ def closest_flip_points(
     FlipResult
     """
     params = network_params(model)
-    if fallback not in ("failed", "closer", None):
-        raise ValueError(f"fallback must be 'failed', 'closer' or None, got {fallback!r}")
+    if fallback not in ("auto", "failed", "closer", None):
+        raise ValueError(f"fallback must be 'auto', 'failed', 'closer' or None, got {fallback!r}")
+    if fallback == "auto":
+        fallback = "closer" if params.activation == "prelu" else "failed"
     if method not in ("homotopy", "direct"):
         raise ValueError(f"method must be 'homotopy' or 'direct', got {method!r}")
     if not (isinstance(eta, (int, np.integer)) and eta >= 1):
@@ -1174,6 +1201,12 @@ def closest_flip_points(
 
     everything = np.arange(len(pairs_in))
     x_hat, n_jac, steps, ev = solve(everything, method)
+
+    def across(points, problems):
+        """Flip points pushed 1% further from their inputs: points of the target class."""
+        return points + 0.01 * (points - x[pairs_in[problems]])
+
+    witnesses = [x]
     if method == "homotopy" and fallback is not None:
         # App. D.4: where the path breaks (or, with "closer", everywhere), try another path:
         # the direct solve from x; keep the feasible answer, the closer one if both are.
@@ -1184,6 +1217,9 @@ def closest_flip_points(
             n_jac[again] += jac_f
             ok_f = status_from_evidence(ev_f, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
             better = ok_f & (~ok[again] | (ev_f["distance"] < ev["distance"][again]))
+            # The flip points not kept still show where the target classes are.
+            unused, replaced = ok_f & ~better, better & ok[again]
+            witnesses += [across(x_f[unused], again[unused]), across(x_hat[again[replaced]], again[replaced])]
             x_hat[again[better]] = x_f[better]
             for key in ev:
                 ev[key][again[better]] = ev_f[key][better]
@@ -1195,10 +1231,9 @@ def closest_flip_points(
             again = everything[~ok]
             if again.size == 0:
                 break
-            across_ok = x_hat[ok] + 0.01 * (x_hat[ok] - x[pairs_in[ok]])
             walked, jac_w, found = _boundary_walk(params, x[pairs_in[again]], lo[pairs_in[again]], hi[pairs_in[again]],
-                                                  w, src[pairs_in[again]], flat_t[again], np.concatenate([x, across_ok]),
-                                                  margin=margin)
+                                                  w, src[pairs_in[again]], flat_t[again],
+                                                  np.concatenate(witnesses + [across(x_hat[ok], everything[ok])]), margin=margin)
             n_jac[again] += jac_w
             if not found.any():
                 break
