@@ -171,7 +171,7 @@ def test_homotopy_succeeds_where_direct_fails_on_saturated_network():
     the network nearly piecewise constant: gradients explode near the boundaries and vanish
     between them.  On this seeded network the homotopy path finds flip points that the direct
     method misses.  (It is not uniformly better here: the direct method also finds some that
-    the path misses, which is why ``fallback="failed"`` is the default.)
+    the path misses, which is why the default fallback on erf networks is ``"failed"``.)
     """
     model = fliplib.erf_network([8] + [30] * 6 + [3], sigma=0.1, seed=0)
     x = np.random.default_rng(0).normal(size=(40, 8))
