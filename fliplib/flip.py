@@ -14,8 +14,9 @@ threatening other classes, solves the quadratic program
 exactly through its dual (``p(lambda) = clip(x + W^{-1} A^T lambda)``, a projected Newton
 ascent in the few multipliers), and moves along ``p - x_c`` with a line search on the
 ``l1`` merit function (on ReLU networks with a watchdog: a stalled problem takes a few full
-steps regardless of the merit, which the kinks would otherwise reject).  Every problem of the batch carries its own homotopy parameter, so one
-TensorFlow call advances thousands of homotopy paths.
+steps regardless of the merit, which the kinks would otherwise reject).  Every problem of the
+batch carries its own homotopy parameter, so one TensorFlow call advances thousands of homotopy
+paths.
 
 Precision: the constraint values, the merit function and the returned points are float64; only
 the Jacobian rows of the linearisation are computed in float32, rescaled layer by layer
@@ -678,7 +679,7 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     stall = np.zeros(n, dtype=np.int64)
     patience = 100
     # The watchdog (Chamberlain et al. 1982; Nocedal & Wright, sec. 15.6), on ReLU networks: a
-    # final stage that has stalled for `watch - n_full` iterations takes `n_full` full steps at
+    # final stage that has stalled, not feasible, for `watch - n_full` iterations takes `n_full` full steps at
     # the initial trust radius, line search off.  Kinks make the l1 merit reject every useful
     # step near a non-feasible local minimum; the full steps jump across them, as SLSQP's
     # line search (which gives up after ten trials and takes the step) does.
@@ -734,7 +735,7 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         x_least[act[progress]] = x_new[progress]
         stall[act] = np.where(final & ~progress & ~feasible_tight, stall[act] + 1, np.where(progress, 0, stall[act]))
         if watch:
-            take_full[act] = final & (stall[act] % watch >= watch - n_full)
+            take_full[act] = final & ~feasible_tight & (stall[act] % watch >= watch - n_full)
             radius[act[take_full[act]]] = radius0[act[take_full[act]]]
         finished = final & ((feasible_tight & small) | (stage_iter[act] >= max_iter) | (stall[act] >= patience))
         done[act[finished]] = True
