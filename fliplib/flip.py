@@ -470,7 +470,7 @@ def _sqp_step(activation: str, n_classes: int, n_rows: int, n_layers: int, dual_
         everyone = tf.range(tf.shape(x, out_type=tf.int64)[0])
         phi_full, c_full, gap_full, other_full, zi_full = merit(full, everyone)
         # The watchdog (`take_full`) takes the full step whatever the merit says.
-        ok_full = (phi_full <= phi0 + 1e-4 * slope) | (take_full & tf.reduce_all(tf.math.is_finite(full), axis=1))
+        ok_full = (phi_full <= phi0 + 1e-4 * slope) | (take_full & tf.math.is_finite(phi_full))
         c_full = tf.gather(c_full, tgt, axis=1, batch_dims=1)  # z_i - z_j at the full step
         free = tf.cast(hi > lo, tf.float64)
         a0 = A[:, 0] * free / w
@@ -678,14 +678,16 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     best_gap = np.full(n, np.inf)
     stall = np.zeros(n, dtype=np.int64)
     patience = 100
-    # The watchdog (Chamberlain et al. 1982; Nocedal & Wright, sec. 15.6), on ReLU networks: a
-    # final stage that has stalled, not feasible, for `watch - n_full` iterations takes `n_full` full steps at
-    # the initial trust radius, line search off.  Kinks make the l1 merit reject every useful
-    # step near a non-feasible local minimum; the full steps jump across them, as SLSQP's
-    # line search (which gives up after ten trials and takes the step) does.
+    # A watchdog after Chamberlain et al. (1982; Nocedal & Wright, sec. 15.6), on ReLU networks:
+    # a final stage that has found no flip point and stalled for `watch - n_full` iterations
+    # takes `n_full` full steps at the initial trust radius, line search off.  Kinks make the l1
+    # merit reject every useful step near a non-feasible local minimum; the full steps jump
+    # across them, as SLSQP's line search (which gives up after ten trials and takes the step)
+    # does.  Unlike the classic watchdog it does not return to the saved point when the jump
+    # does not pay; only the restoration at the end starts from the least violation seen.
     watch, n_full = (20, 3) if params.activation == "prelu" else (0, 0)
     take_full = np.zeros(n, dtype=bool)
-    x_least = x0.copy()  # the iterate with the smallest logit gap (of the final stage)
+    x_least = x0.copy()  # the last final-stage iterate that cut the logit gap by 10%
     h_min = 1.0 / (eta * 2.0**8)
     for _ in range(max_iter + 2 * eta * inner_iter * (1 + 8 * adaptive)):
         act = np.flatnonzero(~done)
@@ -735,7 +737,10 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         x_least[act[progress]] = x_new[progress]
         stall[act] = np.where(final & ~progress & ~feasible_tight, stall[act] + 1, np.where(progress, 0, stall[act]))
         if watch:
-            take_full[act] = final & ~feasible_tight & (stall[act] % watch >= watch - n_full)
+            # Only until the first flip point: after it, the kinks of the boundary stall the
+            # polishing too, and full steps would throw it away.
+            take_full[act] = (final & ~feasible_tight & ~np.isfinite(best_dist[act])
+                              & (stall[act] % watch >= watch - n_full))
             radius[act[take_full[act]]] = radius0[act[take_full[act]]]
         finished = final & ((feasible_tight & small) | (stage_iter[act] >= max_iter) | (stall[act] >= patience))
         done[act[finished]] = True
@@ -768,11 +773,16 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     dist_last = np.sqrt(np.sum(w * (x - x0) ** 2, axis=1))
     fallback_best = np.isfinite(best_dist) & (~last_ok | (best_dist < dist_last))
     x[fallback_best] = best_x[fallback_best]
-    # No flip point found, but the gap is small (a stall at a kink): restore feasibility, from
-    # the iterate with the least gap where the watchdog may have jumped away from it.
+    # No flip point found, but the gap is small (a stall at a kink): restore feasibility.
     stuck = np.flatnonzero(~last_ok & ~fallback_best)
-    if watch:
-        x[stuck] = x_least[stuck]
+    if watch and stuck.size:
+        # The watchdog may have jumped away from the least violation: start from whichever of
+        # the last iterate and `x_least` violates the constraints less.
+        least = stuck[np.isfinite(best_gap[stuck])]
+        v_last = _violation(params, x[least], src[least], tgt[least], margin)[1]
+        v_least = _violation(params, x_least[least], src[least], tgt[least], margin)[1]
+        use = least[v_least < v_last]
+        x[use] = x_least[use]
     if stuck.size:
         _, violation, scale = _violation(params, x[stuck], src[stuck], tgt[stuck], margin)
         stuck = stuck[violation <= 0.1 * scale]

@@ -160,6 +160,10 @@ def test_direct_and_homotopy_agree_on_a_benign_network():
     model, x = random_problems([4, 10, 10, 3], 1.0, 10, 5)
     h = fliplib.closest_flip_points(model, x, "all", method="homotopy")
     d = fliplib.closest_flip_points(model, x, "all", method="direct")
+    # On erf networks the default fallback ("auto") is "failed": the same work, the same answers.
+    f = fliplib.closest_flip_points(model, x, "all", method="homotopy", fallback="failed")
+    np.testing.assert_array_equal(f.n_jacobian_evals, h.n_jacobian_evals)
+    np.testing.assert_array_equal(f.x, h.x)
     both = h.success & d.success
     assert both.sum() >= 15
     np.testing.assert_allclose(h.distance[both], d.distance[both], rtol=1e-3)
@@ -203,8 +207,11 @@ def test_prelu_network_flip_points():
     assert res.success[done].mean() >= 0.6
     assert both.success[done].sum() >= max(res.success[done].sum(), direct.success[done].sum())
     assert np.all(both.success >= res.success)
-    # On PReLU networks the default fallback is "closer": never farther than the homotopy alone.
+    # On PReLU networks the default fallback is "closer": every problem solved directly as well
+    # (more work than "failed"), and never farther than the homotopy alone.
     np.testing.assert_allclose(both.distance, fliplib.closest_flip_points(model, x, "all", fallback="closer").distance)
+    failed = fliplib.closest_flip_points(model, x, "all", fallback="failed")
+    assert both.n_jacobian_evals.sum() > failed.n_jacobian_evals.sum()
     shared = both.success & res.success
     assert np.all(both.distance[shared] <= res.distance[shared] * (1.0 + 1e-12))
     check_evidence(res)
@@ -303,7 +310,8 @@ def test_witness_starts_are_flip_points_between_source_and_target(activation):
 @pytest.mark.parametrize("sizes, n", [([6, 20, 20, 20, 4], 15), ([10, 32, 32, 32, 32, 5], 10)])
 def test_relu_problems_that_slsqp_solves_are_solved(sizes, n):
     # ReLU networks where the SQP from x stalls in local minima of the violation on many
-    # problems: the watchdog's full steps (deeper network: 35% -> 70% with them, SLSQP 55%) and
+    # problems: the watchdog's full steps (deeper network, default options: 35% without them,
+    # 70% with them, SLSQP 55%) and
     # the walk along the boundary must bring fliplib at least to SLSQP's success.
     model = fliplib.prelu_network(sizes, alpha=0.0, seed=3)
     x = np.random.default_rng(3).normal(size=(n, sizes[0]))
