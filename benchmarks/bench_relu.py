@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import platform
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,8 +36,8 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 import fliplib
+from bench_flip import Clock, judged, machine, write_atomic  # the benchmarks' shared helpers
 from fliplib.baselines import slsqp_flip_point
-from fliplib.experiments import is_flip_point
 
 RESULTS = Path(__file__).resolve().parent / "results" / "relu_benchmarks.json"
 #: Layer sizes (inputs, hidden..., classes) and inputs per network.
@@ -58,18 +55,17 @@ def run_network(sizes: list[int], n: int, seed: int) -> dict:
     # otherwise be charged to whichever fallback runs first.
     fliplib.closest_flip_points(model, x[:2], "all")
     for fallback in ("failed", "closer"):
-        t = time.process_time()
-        results[fallback] = fliplib.closest_flip_points(model, x, "all", fallback=fallback)
-        row[f"cpu_s_{fallback}"] = time.process_time() - t
+        with Clock() as clock:
+            results[fallback] = fliplib.closest_flip_points(model, x, "all", fallback=fallback)
+        row[f"cpu_s_{fallback}"] = clock.cpu
     res = results["closer"]
     pairs = np.argwhere(res.status != -1)
     src, tgt = res.source[pairs[:, 0], pairs[:, 1]], pairs[:, 1]
-    t = time.process_time()
-    with threadpool_limits(1):
+    with threadpool_limits(1), Clock() as clock:
         points = np.array([slsqp_flip_point(model, x[i], int(s), int(j))["x"] for (i, j), s in zip(pairs, src)])
-    row["cpu_s_slsqp"] = time.process_time() - t
-    ev = fliplib.flip_evidence(model, x[pairs[:, 0]], points, src, tgt)
-    ok_s, d_s = is_flip_point(ev), ev["distance"]
+    row["cpu_s_slsqp"] = clock.cpu
+    ok_s = judged(model, x[pairs[:, 0]], points, src, tgt)
+    d_s = np.linalg.norm(points - x[pairs[:, 0]], axis=1)
     row["problems"] = len(pairs)
     row["success_slsqp"] = float(ok_s.mean())
     for fallback, r in results.items():
@@ -92,6 +88,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[3, 5, 7])
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    state = machine()
     cases = [(sizes, n, seed) for seed in args.seeds for sizes, n in NETWORKS]
     rows = [run_network(*case) for case in tqdm(cases, desc="ReLU networks")]
     table = pd.DataFrame(rows)
@@ -105,13 +102,10 @@ def main() -> None:
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.precision", 4):
         print(table.to_string(index=False))
         print(pd.Series(total).to_string())
+    state["load_average_1min_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     out = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load": os.getloadavg()},
-           "fliplib": fliplib.__version__, "rows": rows, "total": total}
-    tmp = args.output.with_suffix(".tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(args.output)  # nothing half-written
+           "machine": state, "rows": rows, "total": total}
+    write_atomic(args.output, out)  # nothing half-written
     print(f"wrote {args.output}")
 
 

@@ -775,16 +775,15 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
     x[fallback_best] = best_x[fallback_best]
     # No flip point found, but the gap is small (a stall at a kink): restore feasibility.
     stuck = np.flatnonzero(~last_ok & ~fallback_best)
-    if watch and stuck.size:
-        # The watchdog may have jumped away from the least violation: start from whichever of
-        # the last iterate and `x_least` violates the constraints less.
-        least = stuck[np.isfinite(best_gap[stuck])]
-        v_last = _violation(params, x[least], src[least], tgt[least], margin)[1]
-        v_least = _violation(params, x_least[least], src[least], tgt[least], margin)[1]
-        use = least[v_least < v_last]
-        x[use] = x_least[use]
     if stuck.size:
         _, violation, scale = _violation(params, x[stuck], src[stuck], tgt[stuck], margin)
+        if watch:
+            # The watchdog may have jumped away from the least violation: start from whichever of
+            # the last iterate and `x_least` violates the constraints less.
+            _, v_least, s_least = _violation(params, x_least[stuck], src[stuck], tgt[stuck], margin)
+            use = np.isfinite(best_gap[stuck]) & (v_least < violation)
+            x[stuck[use]] = x_least[stuck[use]]
+            violation, scale = np.where(use, v_least, violation), np.where(use, s_least, scale)
         stuck = stuck[violation <= 0.1 * scale]
     if stuck.size:
         x[stuck], extra = _restore_feasibility(params, x[stuck], lo[stuck], hi[stuck], src[stuck], tgt[stuck],
@@ -938,6 +937,11 @@ def _first_crossing(params, start, end, src, tgt, *, n_samples: int = 64, n_halv
     return np.where(found[:, None], inner, start), found
 
 
+def _across(points, inputs):
+    """Flip points pushed 1% further from their inputs: just across the boundary, in the target class."""
+    return points + 0.01 * (points - inputs)
+
+
 def _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: int = 5, chunk: int = 256):
     """Flip points on segments from ``x0`` towards points the network assigns to the target class.
 
@@ -1040,7 +1044,7 @@ def _boundary_walk(params, x0, lo, hi, w, src, tgt, witnesses, *, margin: float,
             end = np.where(in_target[:, None], trial, np.clip(trial - beta[:, None] * a_w[left], lo[p], hi[p]))
             inner, hit = _first_crossing(params, start, end, src[p], tgt[p], **short)
             # Failing that, towards the point just beyond s on the ray from x0 (usually across).
-            beyond = np.clip(s[left] + 0.01 * (s[left] - x0[p]), lo[p], hi[p])
+            beyond = np.clip(_across(s[left], x0[p]), lo[p], hi[p])
             retry = np.flatnonzero(~hit & ~in_target)
             if retry.size:
                 inner_r, hit_r = _first_crossing(params, trial[retry], beyond[retry], src[p[retry]], tgt[p[retry]], **short)
@@ -1214,8 +1218,7 @@ def closest_flip_points(
     x_hat, n_jac, steps, ev = solve(everything, method)
 
     def across(points, problems):
-        """Flip points pushed 1% further from their inputs: points of the target class."""
-        return points + 0.01 * (points - x[pairs_in[problems]])
+        return _across(points, x[pairs_in[problems]])
 
     witnesses = [x]
     if method == "homotopy" and fallback is not None:

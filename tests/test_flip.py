@@ -311,8 +311,8 @@ def test_witness_starts_are_flip_points_between_source_and_target(activation):
 def test_relu_problems_that_slsqp_solves_are_solved(sizes, n):
     # ReLU networks where the SQP from x stalls in local minima of the violation on many
     # problems: the watchdog's full steps (deeper network, default options: 35% without them,
-    # 70% with them, SLSQP 55%) and
-    # the walk along the boundary must bring fliplib at least to SLSQP's success.
+    # 70% with them, SLSQP 55%) and the walk along the boundary must bring fliplib at least to
+    # SLSQP's success.
     model = fliplib.prelu_network(sizes, alpha=0.0, seed=3)
     x = np.random.default_rng(3).normal(size=(n, sizes[0]))
     plain = fliplib.closest_flip_points(model, x, "all", fallback=None)
