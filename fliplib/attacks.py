@@ -131,7 +131,9 @@ def minimum_norm_attack(
         raise ValueError(f"x must lie within the bounds [{lower}, {upper}]")
     runner = _make_attack(foolbox, attack, options)
     logits = tf.function(lambda v: model(v, training=False))
-    fmodel = foolbox.TensorFlowModel(logits, bounds=(float(lower), float(upper)))
+    # Name the device: Foolbox's own default calls tf.test.is_gpu_available, deprecated in TF 2.
+    device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+    fmodel = foolbox.TensorFlowModel(logits, bounds=(float(lower), float(upper)), device=device)
     out = np.empty_like(x)
     begin = time.perf_counter()
     for s in range(0, len(x), batch_size):

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from . import homotopy
 from .baselines import numpy_logits, slsqp_flip_point
-from .flip import closest_flip_points, flip_evidence, status_from_evidence
+from .flip import _check_distinct, _class_indices, closest_flip_points, flip_evidence, status_from_evidence
 from .params import NetworkParams, forward, network_params
 
 __all__ = [
@@ -347,15 +347,20 @@ def compare_methods(model, x, target, *, methods: Mapping[str, Mapping], source=
         raise ValueError(f"x must have shape (n, n_features) and target shape (n,), got {x.shape} and {target.shape}")
     if source is None:
         source = np.argmax(numpy_logits(params, x), axis=1)
-    source = np.broadcast_to(np.asarray(source), target.shape).astype(np.int64)
     if not methods and n_slsqp <= 0:
         raise ValueError("give at least one method (or n_slsqp > 0)")
+    if n_slsqp > 0 and "SLSQP" in methods:
+        raise ValueError("the label 'SLSQP' names SciPy's rows (n_slsqp): give that method another label")
+    source = _class_indices("source", source, len(x), params.n_classes)
+    target = _class_indices("target", target, len(x), params.n_classes)
+    _check_distinct(source, target[:, None])
     n = len(x)
     n_slsqp = int(min(max(n_slsqp, 0), n))
     bounds = dict(lower=lower, upper=upper)
     frames, timing = [], {}
-    if methods:  # compile the solver's step once, outside the timing
-        closest_flip_points(params, x[:1], target[:1], source=source[:1], method="direct", max_iter=1, **bounds)
+    if methods:  # compile the solver's step once, outside the timing (per-input bounds: the first input's)
+        first = {key: value if value is None or np.ndim(value) < 2 else np.asarray(value)[:1] for key, value in bounds.items()}
+        closest_flip_points(params, x[:1], target[:1], source=source[:1], method="direct", max_iter=1, **first)
     for label, options in tqdm(methods.items(), desc="solvers", disable=not progress):
         start = time.perf_counter()
         res = closest_flip_points(params, x, target, source=source, margin=margin, gap_tol=gap_tol,
@@ -378,8 +383,8 @@ def compare_methods(model, x, target, *, methods: Mapping[str, Mapping], source=
             ]
             timing["SLSQP"] = (time.perf_counter() - start) / n_slsqp
         x_hat = np.clip(np.array([f["x"] for f in found]), lo[:n_slsqp], hi[:n_slsqp])
-        ev = flip_evidence(params, x[:n_slsqp], x_hat, source[:n_slsqp], target[:n_slsqp], lower=lower, upper=upper,
-                           margin=margin)
+        ev = flip_evidence(params, x[:n_slsqp], x_hat, source[:n_slsqp], target[:n_slsqp], lower=lo[:n_slsqp],
+                           upper=hi[:n_slsqp], margin=margin)
         frames.append(pd.DataFrame({
             "method": "SLSQP", "problem": np.arange(n_slsqp), "success": is_flip_point(ev, gap_tol=gap_tol),
             "distance": ev["distance"], "status": -2, "iterations": [f["nit"] for f in found],

@@ -38,6 +38,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from . import homotopy
+from ._checks import positive_int, positive_number
 from .jacobian import vjp, vjp_float32
 from .params import NetworkParams, forward, network_params
 
@@ -221,46 +222,68 @@ def _check_inputs(params: NetworkParams, x, lower, upper, fixed, feature_weights
     return x, lo, hi, w
 
 
+def _whole_numbers(name: str, value) -> np.ndarray:
+    """``value`` as an int64 array, if it holds whole numbers (integers, or floats without fraction)."""
+    arr = np.asarray(value)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must hold integer class indices, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr) & (np.mod(arr, 1) == 0)):
+        raise TypeError(f"{name} must hold integer class indices, got {arr.dtype} values that are not whole numbers")
+    return arr
+
+
+def _check_range(name: str, arr: np.ndarray, n_classes: int) -> np.ndarray:
+    bad = (arr < 0) | (arr >= n_classes)
+    if np.any(bad):
+        raise ValueError(f"{name} classes must lie in [0, {n_classes}), got {np.unique(arr[bad])}")
+    return arr.astype(np.int64)
+
+
+def _class_indices(name: str, value, n: int, n_classes: int) -> np.ndarray:
+    """``value`` (a class index, or one per input) as ``n`` checked class indices."""
+    arr = _whole_numbers(name, value)
+    if arr.ndim == 0:
+        arr = np.full(n, arr)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must be a class index or an array of shape ({n},), got shape {arr.shape}")
+    return _check_range(name, arr, n_classes)
+
+
+def _check_distinct(src: np.ndarray, tgt: np.ndarray) -> None:
+    same = tgt == src[:, None]
+    if np.any(same):
+        i = int(np.argwhere(same)[0, 0])
+        raise ValueError(
+            f"target equals the source class (i == j == {int(src[i])}) for input {i}; a flip point needs "
+            "two different classes (use target='all' to skip the source automatically)"
+        )
+
+
 def _check_classes(params: NetworkParams, x: np.ndarray, target, source):
     n, n_classes = len(x), params.n_classes
+    if n == 0:
+        raise ValueError("x holds no inputs (shape (0, n_features))")
     logits = forward(params, x).logits.numpy()
     if not np.all(np.isfinite(logits)):
         raise ValueError("the network output is not finite at some input")
-    if source is None:
-        src = np.argmax(logits, axis=1)
-    else:
-        src = np.broadcast_to(np.asarray(source), (n,)).astype(np.int64)
-        if np.any((src < 0) | (src >= n_classes)):
-            raise ValueError(f"source classes must lie in [0, {n_classes}), got {np.unique(src)}")
+    src = np.argmax(logits, axis=1) if source is None else _class_indices("source", source, n, n_classes)
     all_targets = isinstance(target, str)
     if all_targets:
         if target != "all":
             raise ValueError(f"target must be a class index, an array of class indices or 'all', got {target!r}")
         tgt = np.broadcast_to(np.arange(n_classes), (n, n_classes))
     else:
-        arr = np.asarray(target)
-        if not np.issubdtype(arr.dtype, np.integer):
-            if arr.size and np.all(np.mod(arr, 1) == 0):
-                arr = arr.astype(np.int64)
-            else:
-                raise TypeError(f"target must hold integer class indices, got dtype {arr.dtype}")
+        arr = _whole_numbers("target", target)
         if arr.ndim == 0:
-            tgt = np.full((n, 1), int(arr))
+            tgt = np.full((n, 1), arr)
         elif arr.shape == (n,):
             tgt = arr[:, None]
-        elif arr.ndim == 2 and arr.shape[0] == n:
+        elif arr.ndim == 2 and arr.shape[0] == n and arr.shape[1] > 0:
             tgt = arr
         else:
-            raise ValueError(f"target must be a scalar, shape ({n},), shape ({n}, r) or 'all'; got {arr.shape}")
-        if np.any((tgt < 0) | (tgt >= n_classes)):
-            raise ValueError(f"target classes must lie in [0, {n_classes}), got {np.unique(tgt)}")
-        same = tgt == src[:, None]
-        if np.any(same):
-            i = int(np.argwhere(same)[0, 0])
-            raise ValueError(
-                f"target equals the source class (i == j == {int(src[i])}) for input {i}; a flip point needs "
-                "two different classes (use target='all' to skip the source automatically)"
-            )
+            raise ValueError(f"target must be a scalar, shape ({n},), shape ({n}, r) with r >= 1 or 'all'; got {arr.shape}")
+        tgt = _check_range("target", tgt, n_classes)
+        _check_distinct(src, tgt)
     return src, np.asarray(tgt, dtype=np.int64), all_targets or (np.ndim(target) == 2)
 
 
@@ -556,13 +579,23 @@ def flip_evidence(model, x, x_hat, source, target, *, lower=None, upper=None, fi
     """
     params = network_params(model)
     x, lo, hi, w = _check_inputs(params, x, lower, upper, fixed, feature_weights)
-    x_hat = np.asarray(x_hat, dtype=np.float64).reshape(x.shape)
-    src = np.asarray(source, dtype=np.int64).reshape(-1)
-    tgt = np.asarray(target, dtype=np.int64).reshape(-1)
+    if len(x) == 0:
+        raise ValueError("x holds no inputs (shape (0, n_features))")
+    x_hat = np.asarray(x_hat, dtype=np.float64)
+    if x_hat.shape != x.shape and not (np.ndim(x_hat) == 1 and x.shape == (1, x_hat.size)):
+        raise ValueError(f"x_hat must have the shape of x, {x.shape}; got {x_hat.shape}")
+    x_hat = x_hat.reshape(x.shape)
+    src = _class_indices("source", source, len(x), params.n_classes)
+    tgt = _class_indices("target", target, len(x), params.n_classes)
+    _check_distinct(src, tgt[:, None])
+    # A non-finite candidate is judged (status 5, "finite" False), not differentiated: its
+    # gradients are taken at x instead and its optimality residual is NaN.
+    finite_hat = np.all(np.isfinite(x_hat), axis=1)
+    x_eval = np.where(finite_hat[:, None], x_hat, x)
     out = {k: [] for k in ("logit_gap", "z_source", "min_margin", "optimality", "finite")}
     for start in range(0, len(x), 2048):
         sl = slice(start, start + 2048)
-        xh = tf.constant(x_hat[sl])
+        xh = tf.constant(x_eval[sl])
         fwd = forward(params, xh)
         c, gap, _, min_other, zi = _constraint_values(fwd.logits, tf.constant(src[sl]), tf.constant(tgt[sl]), 0.0)
         c = c.numpy()
@@ -575,11 +608,13 @@ def flip_evidence(model, x, x_hat, source, target, *, lower=None, upper=None, fi
         slot_active = np.take_along_axis(active, order, axis=1)
         seeds = (np.eye(params.n_classes)[src[sl]][:, None, :] - np.eye(params.n_classes)[order]) * slot_active[:, :, None]
         A = vjp(params, fwd, tf.constant(seeds)).numpy()  # (n, a, d)
+        usable = finite_hat[sl] & np.all(np.isfinite(A), axis=(1, 2))
+        A = np.where(usable[:, None, None], A, 0.0)
         active = slot_active
-        g = w * (x_hat[sl] - x[sl])
-        scale = np.maximum(np.abs(x_hat[sl]), 1.0) * active_tol
-        at_lo = x_hat[sl] <= lo[sl] + scale
-        at_hi = x_hat[sl] >= hi[sl] - scale
+        g = w * (x_eval[sl] - x[sl])
+        scale = np.maximum(np.abs(x_eval[sl]), 1.0) * active_tol
+        at_lo = x_eval[sl] <= lo[sl] + scale
+        at_hi = x_eval[sl] >= hi[sl] - scale
         pinned = lo[sl] >= hi[sl]  # fixed features: their multiplier may have either sign
         free = ~(at_lo | at_hi)
         # Least-squares multipliers of the active constraints on the free features, all points at
@@ -595,13 +630,15 @@ def flip_evidence(model, x, x_hat, source, target, *, lower=None, upper=None, fi
             + np.where(at_hi & ~at_lo, np.maximum(resid, 0.0), 0.0)
         )
         resid = np.where(pinned, 0.0, resid)
-        opt = np.linalg.norm(resid, axis=1) / np.maximum(np.linalg.norm(g, axis=1), 1e-300)
+        opt = np.where(usable, np.linalg.norm(resid, axis=1) / np.maximum(np.linalg.norm(g, axis=1), 1e-300), np.nan)
         out["logit_gap"].append(gap.numpy())
         out["z_source"].append(zi.numpy())
         out["min_margin"].append(min_other.numpy())
         out["optimality"].append(opt)
-        out["finite"].append(np.all(np.isfinite(fwd.logits.numpy()), axis=1) & np.all(np.isfinite(x_hat[sl]), axis=1))
+        out["finite"].append(np.all(np.isfinite(fwd.logits.numpy()), axis=1) & finite_hat[sl])
     result = {k: np.concatenate(v) for k, v in out.items()}
+    for key in ("logit_gap", "z_source", "min_margin"):
+        result[key] = np.where(finite_hat, result[key], np.nan)
     result["bound_violation"] = np.max(np.maximum(np.maximum(lo - x_hat, x_hat - hi), 0.0), axis=1)
     result["distance"] = np.sqrt(np.sum(w * (x_hat - x) ** 2, axis=1))
     return result
@@ -626,6 +663,9 @@ def status_from_evidence(evidence: dict, *, gap_tol: float = 1e-6, opt_tol: floa
         0 or 1 for a flip point; 2-5 name the first condition that fails.
     """
     ev = evidence
+    missing = {"logit_gap", "z_source", "min_margin", "bound_violation", "optimality", "finite"} - set(ev)
+    if missing:
+        raise ValueError(f"evidence lacks {sorted(missing)}: pass the dict returned by flip_evidence")
     tol = gap_tol * np.maximum(1.0, ev["z_source"])
     status = np.where(ev["optimality"] <= opt_tol, 0, 1)
     status = np.where(ev["bound_violation"] > 0, 4, status)
@@ -949,7 +989,7 @@ def _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: 
     into the problem's box, which also keeps its fixed features), and on each segment
     ``x0 -> witness`` the boundary point of :func:`_first_crossing`; the one nearest to ``x0``
     wins.  It is a feasible point of eqs. 2-5, usually not the closest one.  Problems are taken
-    ``chunk`` at a time, so memory stays bounded.
+    ``chunk`` at a time (fewer when there are many witnesses), so memory stays bounded.
 
     Returns
     -------
@@ -962,12 +1002,16 @@ def _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: 
     if len(witnesses) == 0 or n == 0:
         return starts, found
     label_w = np.argmax(_predict(params, witnesses), axis=1)
+    # At most about 2**24 squared distances at a time, however many witnesses there are.
+    chunk = max(1, min(chunk, 2**24 // len(witnesses)))
     for c0 in range(0, n, chunk):
         sl = slice(c0, c0 + chunk)
         xs, ws_ = x0[sl], w[sl]
         d2 = np.sum(ws_ * xs**2, axis=1)[:, None] - 2.0 * (ws_ * xs) @ witnesses.T + ws_ @ (witnesses**2).T
         d2 = np.where(label_w[None] == tgt[sl, None], d2, np.inf)
-        order = np.argsort(d2, axis=1)[:, :n_witnesses]
+        k = min(n_witnesses, d2.shape[1])
+        nearest = np.argpartition(d2, k - 1, axis=1)[:, :k]  # the k nearest, in linear time
+        order = np.take_along_axis(nearest, np.argsort(np.take_along_axis(d2, nearest, axis=1), axis=1), axis=1)
         best = np.full(len(xs), np.inf)
         for k in range(order.shape[1]):
             valid = np.isfinite(d2[np.arange(len(xs)), order[:, k]])
@@ -1128,7 +1172,10 @@ def closest_flip_points(
         How the widths move along the path: linearly in ``sigma`` (the paper) or in ``1/sigma``
         (see :func:`fliplib.homotopy.interpolate`).
     margin : float
-        Inequality margin: ``z_i >= z_k + margin`` for the other classes (logit units).
+        Inequality margin: the solver asks ``z_i >= z_k + margin`` for the other classes (logit
+        units), eq. 4's strict inequality with room to spare.  Success needs only ``z_i - z_k``
+        above the gap tolerance (``min_margin`` reports the smallest difference), so a flip point
+        may lie closer than ``margin`` to a third class where the solver could not keep it away.
     max_iter : int
         Iterations on the original network (the final homotopy stage, or all of ``"direct"``).
     inner_iter : int
@@ -1165,7 +1212,9 @@ def closest_flip_points(
         only closer flip points are kept).
         This rescues most local minima of the constraint violation at the kinks of ReLU
         networks; such answers are feasible but not always locally closest, and their status
-        (0 or 1) and optimality residual say which.
+        (0 or 1) and optimality residual say which.  The witnesses come from the same call, so
+        such a problem's answer can depend on the other problems solved with it (the same call
+        always gives the same answer).
     batch_size : int
         Problems solved together.
     progress : bool
@@ -1184,8 +1233,10 @@ def closest_flip_points(
         raise ValueError(f"method must be 'homotopy' or 'direct', got {method!r}")
     if not (isinstance(eta, (int, np.integer)) and eta >= 1):
         raise ValueError(f"eta must be a positive integer, got {eta!r}")
-    if not margin > 0:
-        raise ValueError(f"margin must be positive, got {margin}")
+    for name, value in (("max_iter", max_iter), ("inner_iter", inner_iter), ("batch_size", batch_size)):
+        positive_int(name, value)
+    for name, value in (("margin", margin), ("path_tol", path_tol), ("gap_tol", gap_tol), ("xtol", xtol), ("opt_tol", opt_tol)):
+        positive_number(name, value, allow_inf=name == "opt_tol")
     if tau is None:
         tau = 1e-5 if params.activation == "erf" else 0.5
     x, lo, hi, w = _check_inputs(params, x, lower, upper, fixed, feature_weights)

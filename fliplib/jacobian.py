@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from ._checks import positive_int
 from .model import ERF_SLOPE
 from .params import Forward, NetworkParams, forward, network_params
 
@@ -124,6 +125,7 @@ def logit_jacobian(model, x, *, batch_size: int = 1024) -> np.ndarray:
     """
     params = network_params(model)
     x = _as_points(params, x)
+    positive_int("batch_size", batch_size)
     eye = tf.eye(params.n_classes, dtype=tf.float64)
     out = []
     for start in range(0, len(x), batch_size):

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from ._checks import positive_int, positive_number
+
 __all__ = [
     "Erf",
     "ScalarPReLU",
@@ -195,15 +197,14 @@ def train(
     verbose : int
         Keras' verbosity (0: silent).
     """
-    x = np.asarray(x, dtype="float32")
-    y = np.asarray(y)
-    if x.ndim != 2 or x.shape[1] != model.input_shape[-1]:
-        raise ValueError(f"x must have shape (n, {model.input_shape[-1]}), got {x.shape}")
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"y must have shape ({x.shape[0]},), got {y.shape}")
-    n_classes = model.output_shape[-1]
-    if y.size and (y.min() < 0 or y.max() >= n_classes or not np.all(np.equal(np.mod(y, 1), 0))):
-        raise ValueError(f"y must hold integer class labels in [0, {n_classes}), got range [{y.min()}, {y.max()}]")
+    x, y = _training_data(model, x, y)
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise ValueError("validation_data must be a pair (x, y)")
+        validation_data = _training_data(model, *validation_data, prefix="validation_data: ")
+    positive_int("epochs", epochs)
+    positive_int("batch_size", batch_size)
+    positive_number("learning_rate", learning_rate)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     model.compile(
@@ -213,7 +214,7 @@ def train(
     )
     return model.fit(
         x,
-        y.astype("int64"),
+        y,
         epochs=epochs,
         batch_size=batch_size,
         validation_data=validation_data,
@@ -222,9 +223,45 @@ def train(
     )
 
 
+def _training_data(model: keras.Model, x, y, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """``x`` as finite float32 ``(n, n_features)`` and ``y`` as int64 labels ``(n,)`` of ``model``'s classes."""
+    x = _points(model, x, f"{prefix}x")
+    y = np.asarray(y)
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"{prefix}y must have shape ({x.shape[0]},), got {y.shape}")
+    n_classes = model.output_shape[-1]
+    if y.size and (not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or y.min() < 0
+                   or y.max() >= n_classes or not np.all(np.equal(np.mod(y, 1), 0))):
+        raise ValueError(f"{prefix}y must hold integer class labels in [0, {n_classes})")
+    return x, y.astype("int64")
+
+
+def _points(model: keras.Model, x, name: str = "x") -> np.ndarray:
+    """``x`` as a finite float32 array ``(n, n_features)`` for ``model`` (one point may be 1-D)."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
+    n_features = model.input_shape[-1]
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise ValueError(f"{name} must have shape (n, {n_features}), got {np.shape(x)}")
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    with np.errstate(over="ignore"):  # too large for float32: reported just below
+        x = x.astype("float32")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} holds NaN or inf values (or values too large for float32)")
+    return x
+
+
 def predict_proba(model: keras.Model, x: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
     """Softmax probabilities (eq. 10) of ``model``'s logits, ``(n, n_classes)`` float64."""
-    logits = np.asarray(model.predict(np.asarray(x, dtype="float32"), batch_size=batch_size, verbose=0), dtype=float)
+    x = _points(model, x)
+    positive_int("batch_size", batch_size)
+    if len(x) == 0:
+        return np.zeros((0, model.output_shape[-1]))
+    logits = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=float)
     logits -= logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
     return p / p.sum(axis=1, keepdims=True)

@@ -95,6 +95,13 @@ def network_params(model) -> NetworkParams:
         return model
     if not isinstance(model, keras.Model):
         raise TypeError(f"expected a keras.Model or NetworkParams, got {type(model).__name__}")
+    try:
+        shapes = (tuple(model.input_shape), tuple(model.output_shape))
+    except (AttributeError, ValueError, TypeError) as err:
+        raise TypeError(f"model {model.name!r} is not built: give it an input shape (keras.Input) first") from err
+    if any(len(shape) != 2 for shape in shapes):
+        raise TypeError(f"model {model.name!r} is not an erf or PReLU network: it must map vectors to vectors of logits, input (None, n_features) and "
+                        f"output (None, n_classes); got input {shapes[0]} and output {shapes[1]}")
     weights, biases, scales, kinds = [], [], [], set()
     expect_dense = True
     for layer in model.layers:

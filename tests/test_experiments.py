@@ -179,3 +179,21 @@ def test_compare_methods_checks_its_inputs(small_erf, rng):
         compare_methods(small_erf, x, [1, 2], methods={"direct": {"method": "direct"}})
     with pytest.raises(ValueError, match="at least one"):
         compare_methods(small_erf, x, [1, 2, 3], methods={})
+    source = fliplib.predict_proba(small_erf, x).argmax(axis=1)
+    with pytest.raises(ValueError, match="i == j"):  # checked before SLSQP runs, not judged a success
+        compare_methods(small_erf, x, source, methods={}, n_slsqp=3)
+    with pytest.raises(ValueError, match=r"lie in \[0, 4\)"):
+        compare_methods(small_erf, x, [7, 7, 7], methods={}, n_slsqp=3)
+    with pytest.raises(ValueError, match="'SLSQP'"):
+        compare_methods(small_erf, x, (source + 1) % 4, methods={"SLSQP": {}}, n_slsqp=1)
+
+
+def test_compare_methods_takes_bounds_per_input(small_erf, rng):
+    x = rng.normal(size=(3, 6))
+    target = (fliplib.predict_proba(small_erf, x).argmax(axis=1) + 1) % 4
+    lower, upper = x - 2.0, x + 2.0
+    table, problems = compare_methods(small_erf, x, target, methods={"direct": {"method": "direct"}},
+                                      lower=lower, upper=upper, n_slsqp=2)
+    assert list(table.index) == ["direct", "SLSQP"] and table.loc["SLSQP", "problems"] == 2
+    direct = fliplib.closest_flip_points(small_erf, x, target, method="direct", lower=lower, upper=upper)
+    np.testing.assert_array_equal(problems.query("method == 'direct'")["success"], direct.success)

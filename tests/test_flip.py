@@ -307,6 +307,29 @@ def test_witness_starts_are_flip_points_between_source_and_target(activation):
     assert np.all(np.abs(starts) <= 3.0)
 
 
+def test_witness_starts_cross_towards_the_nearest_witnesses_of_the_target_class():
+    # z_0 - z_1 = a.x + c: with one witness per problem, the start is where the segment to the
+    # nearest witness of class 1 crosses the hyperplane, whichever chunk of problems it is in.
+    rng = np.random.default_rng(7)
+    a, c = np.array([1.0, -2.0, 0.5]), -0.5
+    params = linear_network(a, c)
+    x0 = rng.normal(size=(9, 3))
+    x0 = x0[x0 @ a + c > 0.1]  # class 0
+    witnesses = 6.0 * rng.normal(size=(200, 3))
+    n = len(x0)
+    src, tgt, box, w = np.zeros(n, dtype=int), np.ones(n, dtype=int), np.full_like(x0, 1e3), np.ones_like(x0)
+    starts = [flip._witness_starts(params, x0, -box, box, w, src, tgt, witnesses, n_witnesses=1, chunk=chunk)
+              for chunk in (1, 4, 256)]
+    in_target = witnesses[witnesses @ a + c < 0]
+    nearest = in_target[np.argmin(((x0[:, None] - in_target[None]) ** 2).sum(axis=2), axis=1)]
+    t = -(x0 @ a + c) / ((nearest - x0) @ a)
+    expected = x0 + t[:, None] * (nearest - x0)
+    for start, found in starts:
+        assert np.all(found)
+        np.testing.assert_allclose(start, expected, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(start, starts[0][0])
+
+
 @pytest.mark.parametrize("sizes, n", [([6, 20, 20, 20, 4], 15), ([10, 32, 32, 32, 32, 5], 10)])
 def test_relu_problems_that_slsqp_solves_are_solved(sizes, n):
     # ReLU networks where the SQP from x stalls in local minima of the violation on many
@@ -376,6 +399,21 @@ def test_failure_is_reported_not_hidden():
         ({"feature_weights": [1.0, -1.0, 1.0]}, ValueError, "positive"),
         ({"method": "newton"}, ValueError, "method"),
         ({"eta": 0}, ValueError, "eta"),
+        ({"x": np.zeros((0, 3))}, ValueError, "no inputs"),
+        ({"target": None}, TypeError, "integer class indices"),
+        ({"target": ["a"]}, TypeError, "integer class indices"),
+        ({"target": np.zeros((1, 0), dtype=int)}, ValueError, "r >= 1"),
+        ({"source": 1.7}, TypeError, "whole numbers"),
+        ({"source": np.nan}, TypeError, "whole numbers"),
+        ({"source": [0, 1]}, ValueError, r"shape \(1,\)"),
+        ({"batch_size": 0}, ValueError, "batch_size must be a positive integer"),
+        ({"batch_size": -1}, ValueError, "batch_size must be a positive integer"),
+        ({"max_iter": 2.5}, ValueError, "max_iter must be a positive integer"),
+        ({"inner_iter": True}, ValueError, "inner_iter must be a positive integer"),
+        ({"gap_tol": np.nan}, ValueError, "gap_tol must be a positive finite number"),
+        ({"xtol": -1e-4}, ValueError, "xtol must be a positive finite number"),
+        ({"margin": np.inf}, ValueError, "margin must be a positive finite number"),
+        ({"opt_tol": 0.0}, ValueError, "opt_tol must be a positive number"),
     ],
 )
 def test_bad_input_raises_precise_errors(kwargs, error, match):
@@ -386,6 +424,29 @@ def test_bad_input_raises_precise_errors(kwargs, error, match):
     target = args.pop("target")
     with pytest.raises(error, match=match):
         fliplib.closest_flip_points(model, x, target, **args)
+
+
+def test_flip_evidence_checks_its_classes_and_candidates():
+    model = fliplib.erf_network([3, 6, 3], seed=0)
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    source = fliplib.predict_proba(model, x).argmax(axis=1)
+    target = (source + 1) % 3
+    with pytest.raises(ValueError, match="i == j"):  # x itself would pass as its own "flip point"
+        fliplib.flip_evidence(model, x, x, source, source)
+    with pytest.raises(ValueError, match="target classes"):
+        fliplib.flip_evidence(model, x, x, source, np.full(4, -1))
+    with pytest.raises(TypeError, match="whole numbers"):
+        fliplib.flip_evidence(model, x, x, source, np.full(4, 1.7))
+    with pytest.raises(ValueError, match="x_hat must have the shape of x"):
+        fliplib.flip_evidence(model, x, x[:, :2], source, target)
+    with pytest.raises(ValueError, match="evidence lacks"):
+        flip.status_from_evidence({"logit_gap": np.zeros(4)})
+    # A non-finite candidate is judged (status 5), not an error.
+    x_hat = x.copy()
+    x_hat[2, 1] = np.nan
+    ev = fliplib.flip_evidence(model, x, x_hat, source, target)
+    assert flip.status_from_evidence(ev)[2] == 5 and not ev["finite"][2] and np.isnan(ev["optimality"][2])
+    assert np.all(ev["finite"][[0, 1, 3]]) and np.all(np.isfinite(ev["optimality"][[0, 1, 3]]))
 
 
 def test_source_equal_to_target_is_an_error():

@@ -189,3 +189,5 @@ def test_jacobian_rejects_bad_input():
         fliplib.logit_jacobian(model, np.zeros((2, 4)))
     with pytest.raises(ValueError, match="NaN"):
         fliplib.logit_jacobian(model, np.array([[0.0, np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        fliplib.logit_jacobian(model, np.zeros((2, 3)), batch_size=-1)

@@ -73,6 +73,41 @@ def test_train_rejects_bad_labels():
         fliplib.train(model, np.zeros((5, 3)), np.zeros(5), epochs=1)
 
 
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"x": np.full((5, 2), np.nan)}, ValueError, "NaN or inf"),
+        ({"x": np.full((5, 2), 1e39)}, ValueError, "too large for float32"),
+        ({"y": np.array([0, 1, 2, np.nan, 0])}, ValueError, "class labels"),
+        ({"epochs": 0}, ValueError, "epochs must be a positive integer"),
+        ({"batch_size": 2.5}, ValueError, "batch_size must be a positive integer"),
+        ({"learning_rate": np.nan}, ValueError, "learning_rate must be a positive finite number"),
+        ({"validation_data": np.zeros((5, 2))}, ValueError, "a pair"),
+        ({"validation_data": (np.zeros((5, 2)), np.full(5, 7))}, ValueError, "validation_data: y must hold"),
+    ],
+)
+def test_train_rejects_bad_input_before_touching_the_weights(kwargs, error, match):
+    model = fliplib.erf_network([2, 4, 3], seed=0)
+    before = model.get_weights()
+    args = {"x": np.zeros((5, 2)), "y": np.array([0, 1, 2, 1, 0]), "epochs": 1} | kwargs
+    with pytest.raises(error, match=match):
+        fliplib.train(model, **args)
+    assert all(np.array_equal(u, v) for u, v in zip(before, model.get_weights()))
+
+
+def test_predict_proba_checks_its_input():
+    model = fliplib.erf_network([2, 4, 3], seed=0)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fliplib.predict_proba(model, np.array([[np.nan, 0.0]]))
+    with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
+        fliplib.predict_proba(model, np.zeros((3, 3)))
+    with pytest.raises(TypeError, match="keras.Model"):
+        fliplib.predict_proba(network_params(model), np.zeros((3, 2)))
+    assert fliplib.predict_proba(model, np.zeros((0, 2))).shape == (0, 3)
+    one = fliplib.predict_proba(model, np.array([0.3, -0.2]))
+    np.testing.assert_allclose(one, fliplib.predict_proba(model, np.array([[0.3, -0.2]])))
+
+
 def test_save_and_load_roundtrip(tmp_path):
     model = fliplib.erf_network([3, 5, 2], sigma=0.7, seed=2)
     path = tmp_path / "net.keras"
@@ -104,6 +139,14 @@ def test_network_params_rejects_other_models():
         network_params(linear)
     with pytest.raises(TypeError, match="keras.Model"):
         network_params("not a model")
+    # Dense acts on the last axis: a (2, 2) input would pass every layer check.
+    inp = keras.Input((2, 2))
+    matrices = keras.Model(inp, keras.layers.Dense(3)(fliplib.model.Erf(1.0)(keras.layers.Dense(8)(inp))))
+    with pytest.raises(TypeError, match=r"vectors of logits.*\(None, 2, 2\)"):
+        network_params(matrices)
+    unbuilt = keras.Sequential([keras.layers.Dense(8), fliplib.model.Erf(1.0), keras.layers.Dense(3)])
+    with pytest.raises(TypeError, match="not built"):
+        network_params(unbuilt)
 
 
 def test_network_params_reads_float64_weights():
