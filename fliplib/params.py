@@ -163,7 +163,9 @@ class Forward:
 def _activation(params: NetworkParams, a: tf.Tensor, scale: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     if params.activation == "erf":
         u = a / scale
-        return tf.math.erf(u), (ERF_SLOPE / scale) * tf.exp(-tf.square(u))
+        # erf is +-1 to float64 precision beyond |u| = 6; the clip keeps TensorFlow's float64 erf,
+        # which returns NaN beyond |u| ~ 1e154 (u**2 overflows), at its limit.
+        return tf.math.erf(tf.clip_by_value(u, -30.0, 30.0)), (ERF_SLOPE / scale) * tf.exp(-tf.square(u))
     positive = a >= 0
     return tf.where(positive, a, scale * a), tf.where(positive, tf.ones_like(a), tf.broadcast_to(scale, tf.shape(a)))
 

@@ -191,3 +191,18 @@ def test_jacobian_rejects_bad_input():
         fliplib.logit_jacobian(model, np.array([[0.0, np.nan, 1.0]]))
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         fliplib.logit_jacobian(model, np.zeros((2, 3)), batch_size=-1)
+
+
+def test_forward_saturates_at_huge_pre_activations():
+    # TensorFlow's float64 erf is NaN beyond |u| ~ 1e154; the network's erf is +-1 there, as
+    # SciPy's is, and its slope 0.
+    model = fliplib.erf_network([3, 5, 4, 2], seed=1)
+    params = network_params(model)
+    x = np.array([[1e160, -3e200, 0.5], [2.0, -1.0, 0.25]])
+    fwd = forward(params, x)
+    assert np.all(np.isfinite(fwd.logits.numpy()))
+    with np.errstate(over="ignore"):  # SciPy's slope exp(-u**2) overflows to exp(-inf) = 0
+        expected = numpy_logits(params, x)
+    np.testing.assert_allclose(fwd.logits.numpy(), expected, rtol=1e-12, atol=1e-12)
+    jac = fliplib.logit_jacobian(model, x)
+    assert np.all(np.isfinite(jac))
