@@ -261,7 +261,8 @@ def _source(directory) -> _Source:
         return _Source(_cache_dir(), download=True, origin="the user cache")
     if not root.is_dir():
         raise DataFileNotFoundError(
-            f"data directory {root} (from {origin}) does not exist; point {origin} at the folder holding "
+            f"data directory {root} (from {origin}) {'is a file, not a directory' if root.exists() else 'does not exist'}; "
+            f"point {origin} at the folder holding "
             f"the data files, or leave it unset to download them into the user cache {_cache_dir()}"
         )
     return _Source(root, download=False, origin=origin)

@@ -214,8 +214,10 @@ def lipschitz_bound(model, *, ord=np.inf, sigma=None) -> float:
 def homotopy_lipschitz_bounds(model, tau: float, *, ord=np.inf) -> tuple[float, float]:
     """Range of the eq. 15 bound over all transformed networks of Algorithm 1 (eq. 16).
 
-    With ``2/sqrt(pi) <= sigma^h_k <= 2/(tau sqrt(pi))`` the bound lies in
-    ``[tau^{m-1} prod ||W_k||, prod ||W_k||]``.
+    With uniform widths ``2/sqrt(pi) <= sigma^h_k <= 2/(tau sqrt(pi))`` (Algorithm 1 without its
+    per-neuron lines 5-10) the bound lies in ``[tau^{m-1} prod ||W_k||, prod ||W_k||]``.  Where
+    lines 5-10 fire, a neuron's width ``|c_t| / gamma`` exceeds ``2/(tau sqrt(pi))``: the upper
+    end still holds (every width is at least ``2/sqrt(pi)``), the lower end need not.
     """
     if not 0 < tau < 1:
         raise ValueError(f"tau must lie in (0, 1), got {tau}")

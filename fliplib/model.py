@@ -99,6 +99,8 @@ class ScalarPReLU(keras.layers.Layer):
 
 
 def _check_layer_sizes(layer_sizes: Sequence[int]) -> list[int]:
+    if any(isinstance(s, (bool, np.bool_)) for s in layer_sizes):
+        raise ValueError(f"layer_sizes must be positive integers, got {list(layer_sizes)}")
     sizes = [int(s) for s in layer_sizes]
     if len(sizes) < 2:
         raise ValueError(f"layer_sizes needs at least [n_inputs, n_classes], got {list(layer_sizes)}")

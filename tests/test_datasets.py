@@ -119,7 +119,11 @@ def test_data_dir_prefers_fliplib_data_then_xdg_then_home(tmp_path, monkeypatch)
 
 def test_missing_data_directory_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("FLIPLIB_DATA", str(tmp_path / "nowhere"))
-    with pytest.raises(DataFileNotFoundError, match="nowhere.*FLIPLIB_DATA"):
+    with pytest.raises(DataFileNotFoundError, match="nowhere.*FLIPLIB_DATA.*does not exist"):
+        load_adult()
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("FLIPLIB_DATA", str(tmp_path / "a-file"))
+    with pytest.raises(DataFileNotFoundError, match="a-file.*is a file, not a directory"):
         load_adult()
 
 

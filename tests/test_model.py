@@ -34,7 +34,7 @@ def test_same_seed_same_weights_and_different_seed_differs():
     assert not all(np.array_equal(u, v) for u, v in zip(a, c))
 
 
-@pytest.mark.parametrize("sizes", [[3], [3, 1], [3, 0, 2], [3, 2.5, 2]])
+@pytest.mark.parametrize("sizes", [[3], [3, 1], [3, 0, 2], [3, 2.5, 2], [True, 8, 3]])
 def test_bad_layer_sizes(sizes):
     with pytest.raises(ValueError, match="layer_sizes|classes"):
         fliplib.erf_network(sizes)
