@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.installed-browser
 
-.PHONY: book test browser-test screenshot lab bench bench-relu clean
+.PHONY: book test browser-test screenshot lab bench bench-relu bench-rows clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench: $(STAMP)
 
 bench-relu: $(STAMP)
 	$(BIN)/python benchmarks/bench_relu.py
+
+bench-rows: $(STAMP)
+	$(BIN)/python benchmarks/bench_rows.py
 
 clean:
 	rm -rf _build
