@@ -6,8 +6,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import fliplib
+
+# Tests check correctness, never speed: no per-example deadline (hypothesis' default of 200 ms
+# fails whichever example first compiles a TensorFlow function on a busy machine).
+settings.register_profile("fliplib", deadline=None)
+settings.load_profile("fliplib")
 
 
 @pytest.fixture(scope="session")
