@@ -680,7 +680,7 @@ def status_from_evidence(evidence: dict, *, gap_tol: float = 1e-6, opt_tol: floa
 
 
 def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau, schedule, margin, max_iter,
-                 inner_iter, path_tol, gap_tol, xtol, step_fn):
+                 inner_iter, path_tol, gap_tol, xtol, step_fn, x_start=None):
     n = len(x0)
     x0_t = tf.constant(x0)
     src_t, tgt_t = tf.constant(src), tf.constant(tgt)
@@ -698,10 +698,10 @@ def _solve_batch(params, x0, lo, hi, w, src, tgt, *, method, eta, adaptive, tau,
         t_try = np.full(n, 1.0 / eta)
     t = np.zeros(n)
     h = t_try.copy()
-    x = x0.copy()
-    x_saved = x0.copy()
+    x = x0.copy() if x_start is None else x_start.copy()  # a restart begins away from x0
+    x_saved = x.copy()
     mu = np.ones(n)
-    x_prev = x0.copy()
+    x_prev = x.copy()
     g_prev = np.zeros_like(x0)
     m_prev = np.zeros((n, params.n_classes))
     beta = np.ones(n)
@@ -1134,6 +1134,8 @@ def closest_flip_points(
     opt_tol: float = 1e-3,
     n_rows: int | None = None,
     fallback: str | None = "auto",
+    restarts: int = 0,
+    seed: int = 0,
     batch_size: int = 4096,
     progress: bool = False,
 ) -> FlipResult:
@@ -1215,6 +1217,15 @@ def closest_flip_points(
         (0 or 1) and optimality residual say which.  The witnesses come from the same call, so
         such a problem's answer can depend on the other problems solved with it (the same call
         always gives the same answer).
+    restarts : int
+        Finally, solve every problem this many more times directly (``"direct"``), from starts drawn around
+        ``x`` (Gaussian, standard deviation alternately 0.1 and 0.3 times ``max(1, rms(x))``, moved
+        into the bounds), and keep a new flip point where it is closer (so restarts never lose a
+        flip point or move one farther): the several starting points an
+        off-the-shelf solver is given, for networks whose many local minima trap a single path
+        (sharp erf networks with exploding gradients).  Each restart costs about one direct solve.
+    seed : int
+        Seeds the restarts' starting points (no global state is used).
     batch_size : int
         Problems solved together.
     progress : bool
@@ -1235,6 +1246,8 @@ def closest_flip_points(
         raise ValueError(f"eta must be a positive integer, got {eta!r}")
     for name, value in (("max_iter", max_iter), ("inner_iter", inner_iter), ("batch_size", batch_size)):
         positive_int(name, value)
+    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 0:
+        raise ValueError(f"restarts must be a non-negative integer, got {restarts!r}")
     for name, value in (("margin", margin), ("path_tol", path_tol), ("gap_tol", gap_tol), ("xtol", xtol), ("opt_tol", opt_tol)):
         positive_number(name, value, allow_inf=name == "opt_tol")
     if tau is None:
@@ -1249,7 +1262,7 @@ def closest_flip_points(
     options = dict(eta=int(eta), adaptive=adaptive, tau=tau, schedule=schedule, margin=margin, max_iter=max_iter, inner_iter=inner_iter,
                    path_tol=path_tol, gap_tol=gap_tol, xtol=xtol, step_fn=step_fn)
 
-    def solve(problems, how):
+    def solve(problems, how, starts=None):
         x_out = np.empty((len(problems), params.n_features))
         jac_out = np.zeros(len(problems), dtype=np.int64)
         steps_out = np.zeros(len(problems), dtype=np.int64)
@@ -1259,7 +1272,7 @@ def closest_flip_points(
             idx = pairs_in[problems[sl]]
             x_out[sl], jac_out[sl], steps_out[sl] = _solve_batch(
                 params, x[idx], lo[idx], hi[idx], np.broadcast_to(w, (len(idx), len(w))), src[idx],
-                flat_t[problems[sl]], method=how, **options,
+                flat_t[problems[sl]], method=how, x_start=None if starts is None else starts[sl], **options,
             )
         ev_out = flip_evidence(params, x[pairs_in[problems]], x_out, src[pairs_in[problems]], flat_t[problems],
                                lower=lo[pairs_in[problems]], upper=hi[pairs_in[problems]], feature_weights=w, margin=margin)
@@ -1267,6 +1280,18 @@ def closest_flip_points(
 
     everything = np.arange(len(pairs_in))
     x_hat, n_jac, steps, ev = solve(everything, method)
+
+    def adopt(problems, x_new, ev_new):
+        """Keep the new answers of ``problems`` that are flip points where the current ones are
+        not, or closer ones; returns which current and new answers are flip points, and which
+        new ones were kept."""
+        ok_now = status_from_evidence(ev, gap_tol=gap_tol, opt_tol=opt_tol)[problems] <= 1
+        ok_new = status_from_evidence(ev_new, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
+        better = ok_new & (~ok_now | (ev_new["distance"] < ev["distance"][problems]))
+        x_hat[problems[better]] = x_new[better]
+        for key in ev:
+            ev[key][problems[better]] = ev_new[key][better]
+        return ok_now, ok_new, better
 
     def across(points, problems):
         return _across(points, x[pairs_in[problems]])
@@ -1280,14 +1305,11 @@ def closest_flip_points(
         if again.size:
             x_f, jac_f, _, ev_f = solve(again, "direct")
             n_jac[again] += jac_f
-            ok_f = status_from_evidence(ev_f, gap_tol=gap_tol, opt_tol=opt_tol) <= 1
-            better = ok_f & (~ok[again] | (ev_f["distance"] < ev["distance"][again]))
+            before = x_hat[again]
+            was_ok, ok_f, better = adopt(again, x_f, ev_f)
             # The flip points not kept still show where the target classes are.
-            unused, replaced = ok_f & ~better, better & ok[again]
-            witnesses += [across(x_f[unused], again[unused]), across(x_hat[again[replaced]], again[replaced])]
-            x_hat[again[better]] = x_f[better]
-            for key in ev:
-                ev[key][again[better]] = ev_f[key][better]
+            unused, replaced = ok_f & ~better, better & was_ok
+            witnesses += [across(x_f[unused], again[unused]), across(before[replaced], again[replaced])]
         # A third path for what still fails (a local minimum of the violation, common at the
         # kinks of ReLU networks): a walk along the boundary from outside (see `_boundary_walk`).
         # Each pass's new flip points are witnesses for the next one.
@@ -1308,6 +1330,16 @@ def closest_flip_points(
             x_hat[redo] = walked[found]
             for key in ev:
                 ev[key][redo] = ev_w[key]
+    # Restarts: direct solves from perturbed starts, as an off-the-shelf solver would be given;
+    # last, so that they only ever replace an answer by a closer flip point.
+    rng = np.random.default_rng(seed)
+    x_p = x[pairs_in]
+    spread = np.maximum(1.0, np.sqrt(np.mean(x_p**2, axis=1)))[:, None]
+    for k in range(restarts):
+        starts = np.clip(x_p + (0.1, 0.3)[k % 2] * spread * rng.standard_normal(x_p.shape), lo[pairs_in], hi[pairs_in])
+        x_r, jac_r, _, ev_r = solve(everything, "direct", starts)
+        n_jac += jac_r
+        adopt(everything, x_r, ev_r)
     status = status_from_evidence(ev, gap_tol=gap_tol, opt_tol=opt_tol)
 
     def scatter(values, fill, dtype=None):

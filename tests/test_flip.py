@@ -119,20 +119,27 @@ def test_linear_model_with_bounds_and_fixed_features():
     assert fixed.x[0, 1] == pytest.approx((3 - 0.2) / 2)
 
 
+RESTARTS_SHARP = 2
+
+
 def random_problems(sizes, sigma, n_points, seed):
     model = fliplib.erf_network(sizes, sigma=sigma, seed=seed)
     x = np.random.default_rng(seed).normal(size=(n_points, sizes[0]))
     return model, x
 
 
-# Small and medium random erf networks; sigma = 0.3 makes gradients small, 3.0 near linear.
+# Small and medium random erf networks, sigma from 0.15 (gradients explode: median ||J|| about 8,
+# layer norms up to 9) to 3.0 (near linear).
 AGREEMENT_CASES = [
     ([4, 12, 12, 3], 1.0, 20, 0),
     ([6, 16, 16, 16, 16, 4], 0.5, 15, 1),
     ([6, 16, 16, 16, 16, 4], 3.0, 15, 2),
     ([8, 20, 20, 20, 20, 20, 20, 20, 20, 3], 1.0, 20, 3),
     ([5, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 2], 0.7, 30, 4),
+    ([6, 16, 16, 16, 16, 4], 0.15, 10, 5),
 ]
+#: The sharp network has many local minima: SLSQP gets three starts, so fliplib gets restarts.
+AGREEMENT_OPTIONS = {0.15: {"restarts": RESTARTS_SHARP}}
 
 
 def test_agrees_with_slsqp_on_at_least_200_problems():
@@ -140,7 +147,9 @@ def test_agrees_with_slsqp_on_at_least_200_problems():
     missed = []
     for sizes, sigma, n_points, seed in AGREEMENT_CASES:
         model, x = random_problems(sizes, sigma, n_points, seed)
-        res = fliplib.closest_flip_points(model, x, "all", fallback="closer")
+        if sigma in AGREEMENT_OPTIONS:  # the sharp network really has exploding gradients
+            assert np.median(np.linalg.norm(fliplib.logit_jacobian(model, x), axis=(1, 2))) > 5
+        res = fliplib.closest_flip_points(model, x, "all", fallback="closer", **AGREEMENT_OPTIONS.get(sigma, {}))
         ours += int(res.success.sum())
         optimal += int(np.sum(res.success & (res.status == 0)))
         rng = np.random.default_rng(seed)
@@ -173,6 +182,20 @@ def test_agrees_with_slsqp_on_at_least_200_problems():
     assert wins >= 0.95 * feasible_both, f"fliplib within 0.1% of SLSQP's best on only {wins}/{feasible_both}"
     # Not only close: first-order optimal (status 0) on nearly all of its flip points.
     assert optimal >= 0.95 * ours, f"status 0 on only {optimal} of {ours} flip points"
+
+
+def test_restarts_never_lose_a_flip_point_and_are_reproducible():
+    model, x = random_problems([6, 16, 16, 16, 16, 4], 0.15, 6, 5)
+    plain = fliplib.closest_flip_points(model, x, "all")
+    more = fliplib.closest_flip_points(model, x, "all", restarts=2, seed=1)
+    again = fliplib.closest_flip_points(model, x, "all", restarts=2, seed=1)
+    done = plain.status != -1
+    assert np.all(more.success[plain.success])
+    assert np.all(more.distance[plain.success] <= plain.distance[plain.success])
+    assert np.any(more.distance[plain.success] < plain.distance[plain.success] * (1 - 1e-3))  # they help here
+    assert np.all(more.n_jacobian_evals[done] > plain.n_jacobian_evals[done])
+    np.testing.assert_array_equal(more.x, again.x)
+    check_evidence(more, model)
 
 
 def test_all_targets_shapes_and_closest():
@@ -490,6 +513,8 @@ def test_failure_is_reported_not_hidden():
         ({"margin": 0.0}, ValueError, "margin must be a positive finite number"),
         ({"margin": -1.0}, ValueError, "margin must be a positive finite number"),
         ({"fallback": "bogus"}, ValueError, "fallback must be"),
+        ({"restarts": -1}, ValueError, "restarts must be a non-negative integer"),
+        ({"restarts": 1.5}, ValueError, "restarts must be a non-negative integer"),
     ],
 )
 def test_bad_input_raises_precise_errors(kwargs, error, match):
