@@ -18,8 +18,9 @@ def positive_number(name: str, value, *, allow_inf: bool = False) -> float:
     return number
 
 
-def positive_int(name: str, value) -> int:
-    """``value`` as a positive int; a ValueError naming ``name`` otherwise (floats and bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def positive_int(name: str, value, *, allow_zero: bool = False) -> int:
+    """``value`` as a positive (or, with ``allow_zero``, non-negative) int; a ValueError naming
+    ``name`` otherwise (floats and bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}")
     return int(value)

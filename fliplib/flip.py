@@ -1009,8 +1009,8 @@ def _witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: 
         xs, ws_ = x0[sl], w[sl]
         d2 = np.sum(ws_ * xs**2, axis=1)[:, None] - 2.0 * (ws_ * xs) @ witnesses.T + ws_ @ (witnesses**2).T
         d2 = np.where(label_w[None] == tgt[sl, None], d2, np.inf)
-        k = min(n_witnesses, d2.shape[1])
-        nearest = np.argpartition(d2, k - 1, axis=1)[:, :k]  # the k nearest, in linear time
+        n_near = min(n_witnesses, d2.shape[1])
+        nearest = np.argpartition(d2, n_near - 1, axis=1)[:, :n_near]  # the nearest, in linear time
         order = np.take_along_axis(nearest, np.argsort(np.take_along_axis(d2, nearest, axis=1), axis=1), axis=1)
         best = np.full(len(xs), np.inf)
         for k in range(order.shape[1]):
@@ -1246,8 +1246,7 @@ def closest_flip_points(
         raise ValueError(f"eta must be a positive integer, got {eta!r}")
     for name, value in (("max_iter", max_iter), ("inner_iter", inner_iter), ("batch_size", batch_size)):
         positive_int(name, value)
-    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 0:
-        raise ValueError(f"restarts must be a non-negative integer, got {restarts!r}")
+    positive_int("restarts", restarts, allow_zero=True)
     for name, value in (("margin", margin), ("path_tol", path_tol), ("gap_tol", gap_tol), ("xtol", xtol), ("opt_tol", opt_tol)):
         positive_number(name, value, allow_inf=name == "opt_tol")
     if tau is None:
@@ -1332,14 +1331,15 @@ def closest_flip_points(
                 ev[key][redo] = ev_w[key]
     # Restarts: direct solves from perturbed starts, as an off-the-shelf solver would be given;
     # last, so that they only ever replace an answer by a closer flip point.
-    rng = np.random.default_rng(seed)
-    x_p = x[pairs_in]
-    spread = np.maximum(1.0, np.sqrt(np.mean(x_p**2, axis=1)))[:, None]
-    for k in range(restarts):
-        starts = np.clip(x_p + (0.1, 0.3)[k % 2] * spread * rng.standard_normal(x_p.shape), lo[pairs_in], hi[pairs_in])
-        x_r, jac_r, _, ev_r = solve(everything, "direct", starts)
-        n_jac += jac_r
-        adopt(everything, x_r, ev_r)
+    if restarts:  # (the inputs and bounds per problem are copies: none is made without restarts)
+        rng = np.random.default_rng(seed)
+        x_p, lo_p, hi_p = x[pairs_in], lo[pairs_in], hi[pairs_in]
+        spread = np.maximum(1.0, np.sqrt(np.mean(x_p**2, axis=1)))[:, None]
+        for k in range(restarts):
+            starts = np.clip(x_p + (0.1, 0.3)[k % 2] * spread * rng.standard_normal(x_p.shape), lo_p, hi_p)
+            x_r, jac_r, _, ev_r = solve(everything, "direct", starts)
+            n_jac += jac_r
+            adopt(everything, x_r, ev_r)
     status = status_from_evidence(ev, gap_tol=gap_tol, opt_tol=opt_tol)
 
     def scatter(values, fill, dtype=None):

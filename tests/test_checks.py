@@ -32,3 +32,10 @@ def test_positive_number_may_allow_infinity():
     assert positive_number("tol", math.inf, allow_inf=True) == math.inf
     with pytest.raises(ValueError, match="^tol must be a positive number"):
         positive_number("tol", math.nan, allow_inf=True)
+
+
+def test_positive_int_may_allow_zero():
+    assert positive_int("k", 0, allow_zero=True) == 0
+    for value in (-1, 1.0, False):
+        with pytest.raises(ValueError, match="^k must be a non-negative integer"):
+            positive_int("k", value, allow_zero=True)
