@@ -1,20 +1,22 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
-#   make book   -> .venv with fliplib[book,test], then the executed site in _build/html
+#   make book   -> .venv with fliplib[tf,book,test], then the executed site in _build/html
 #   make test   -> the same .venv, then the test suite
 # and, after `make book`, `make browser-test` opens every page of _build/html in headless Chromium
-# (Debian: apt-get install chromium chromium-driver).
+# (Debian: apt-get install chromium chromium-driver), with the network blocked.
+# `make run-path-test` installs the checkout into a fresh virtual environment with the
+# chapters' own install line (fliplib[book,tf]) and runs every chapter's set-up and imports.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.installed-browser
 
-.PHONY: book test browser-test screenshot lab bench bench-relu bench-rows clean
+.PHONY: book test browser-test run-path-test screenshot lab bench bench-relu bench-rows bench-global clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	$(BIN)/python -m pip install --quiet -e ".[tf,book,test]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (fliplib)" >/dev/null
 	touch $(STAMP)
 
@@ -32,6 +34,12 @@ browser-test: $(BROWSER_STAMP)
 	@test -f _build/html/index.html || { echo "no _build/html: run 'make book' first"; exit 1; }
 	$(BIN)/python -m pytest -m browser tests/browser
 
+# Every chapter's first two code cells (set-up and imports) in a fresh virtual environment
+# that holds only what the set-up cell's install line installs (fliplib[book,tf]), installed
+# from this checkout; see tests/run_paths.py.
+run-path-test: $(STAMP)
+	$(BIN)/python tests/run_paths.py
+
 # The README's picture of the built site (docs/screenshot.png).
 screenshot: $(BROWSER_STAMP)
 	$(BIN)/python tests/browser/screenshot.py
@@ -47,6 +55,9 @@ bench-relu: $(STAMP)
 
 bench-rows: $(STAMP)
 	$(BIN)/python benchmarks/bench_rows.py
+
+bench-global: $(STAMP)
+	$(BIN)/python benchmarks/bench_global.py --check-resolution 2
 
 clean:
 	rm -rf _build

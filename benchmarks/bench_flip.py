@@ -17,7 +17,7 @@ the distances, from which the page computes the distance ratios. Time is measure
 (user + system, all threads) as well as wall time: on a shared machine the CPU time is the
 steadier of the two.
 
-Every method's answer is judged by the same rule, :func:`fliplib.experiments.is_flip_point` on
+Every method's answer is judged by the same rule, :func:`fliplib.studies.experiments.is_flip_point` on
 :func:`fliplib.flip_evidence` (logit gap <= 1e-6 max(1, |z_i|), other logits below by more than
 that). A minimum-norm attack answers a different question, the nearest point of *another* class,
 so its distance is compared with the closest flip point over all targets (``FlipResult.closest``),
@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 import fliplib
 from fliplib.baselines import slsqp_flip_point
-from fliplib.experiments import is_flip_point
+from fliplib.studies.experiments import is_flip_point
 
 RESULTS = Path(__file__).resolve().parent / "results" / "flip_benchmarks.json"
 #: Every method gets the same box bounds (Foolbox needs finite ones); the standard-normal inputs
@@ -82,22 +82,38 @@ def summary_row(network: str, method: str, problems: pd.DataFrame, clock: Clock)
         "method": method,
         "problems": len(problems),
         "successes": int(problems.success.sum()),
+        "jacobian_evals": int(problems["n_jacobian_evals"].sum()) if "n_jacobian_evals" in problems else None,
         "cpu_seconds": clock.cpu,
         "wall_seconds": clock.wall,
     }
 
 
-def bench_fliplib(network, model, x):
-    fliplib.closest_flip_points(model, x[:2], "all", lower=-BOX, upper=BOX)  # compile once, outside the timing
+#: fliplib's variants: label -> (target, keyword arguments).  "fliplib" is the default (the
+#: homotopy, then the global stage) over all targets; "fliplib local" the local method alone
+#: (the solver before the global stage); "fliplib any" the closest flip point over all other
+#: classes as one search per input.
+FLIPLIB_VARIANTS = {
+    "fliplib": ("all", {}),
+    "fliplib local": ("all", {"search": "local"}),
+    "fliplib any": ("any", {}),
+}
+
+
+def bench_fliplib(network, model, x, variant: str = "fliplib"):
+    target, kwargs = FLIPLIB_VARIANTS[variant]
+    fliplib.closest_flip_points(model, x[:2], target, lower=-BOX, upper=BOX, **kwargs)  # compile outside the timing
     with Clock() as clock:
-        res = fliplib.closest_flip_points(model, x, "all", lower=-BOX, upper=BOX, batch_size=2048)
-    done = np.argwhere(res.status != -1)
-    problems = pd.DataFrame({
-        "network": network, "method": "fliplib", "input": done[:, 0],
-        "source": res.source[done[:, 0], done[:, 1]], "target": done[:, 1],
-        "success": res.success[done[:, 0], done[:, 1]], "distance": res.distance[done[:, 0], done[:, 1]],
-    })
-    return res, problems, summary_row(network, "fliplib", problems, clock)
+        res = fliplib.closest_flip_points(model, x, target, lower=-BOX, upper=BOX, options=dict(batch_size=2048),
+                                          **kwargs)
+    if target == "any":
+        done = np.stack([np.arange(len(x)), res.target], axis=1)
+        flat = {name: getattr(res, name) for name in ("source", "success", "distance", "n_jacobian_evals")}
+    else:
+        done = np.argwhere(res.status != -1)
+        flat = {name: getattr(res, name)[done[:, 0], done[:, 1]]
+                for name in ("source", "success", "distance", "n_jacobian_evals")}
+    problems = pd.DataFrame({"network": network, "method": variant, "input": done[:, 0], "target": done[:, 1], **flat})
+    return res, problems, summary_row(network, variant, problems, clock)
 
 
 def bench_slsqp(network, model, x, res, sample: int):
@@ -120,12 +136,12 @@ def bench_slsqp(network, model, x, res, sample: int):
 
 
 def bench_attacks(network, model, x, res, sample: int, attacks: list[str]):
-    """Foolbox's minimum-norm attacks through :func:`fliplib.attacks.minimum_norm_attack`.
+    """Foolbox's minimum-norm attacks through :func:`fliplib.studies.attacks.minimum_norm_attack`.
 
     One row per input: the attack moves away from the predicted class (fliplib's source class)
     to whichever class is nearest; its target is the class it lands in.
     """
-    from fliplib.attacks import minimum_norm_attack
+    from fliplib.studies.attacks import minimum_norm_attack
 
     inputs = np.arange(min(sample, len(x)))
     labels = res.source[inputs, 0] if res.source.ndim == 2 else res.source[inputs]
@@ -160,9 +176,14 @@ def bench(network: str, n_inputs: int, slsqp_sample: int, attacks_sample: int, a
     x = np.random.default_rng(seed).normal(size=(n_inputs, sizes[0]))
     if np.abs(x).max() >= BOX:
         raise ValueError(f"an input lies outside the box [-{BOX}, {BOX}] that all methods share")
-    res, flip_rows, flip_summary = bench_fliplib(network, model, x)
+    frames, summaries, results = [], [], {}
+    for variant in FLIPLIB_VARIANTS:
+        results[variant], rows, summary = bench_fliplib(network, model, x, variant)
+        frames.append(rows)
+        summaries.append(summary)
+    res = results["fliplib"]
     slsqp_rows, slsqp_summary = bench_slsqp(network, model, x, res, slsqp_sample)
-    frames, summaries = [flip_rows, slsqp_rows], [flip_summary, slsqp_summary]
+    frames, summaries = frames + [slsqp_rows], summaries + [slsqp_summary]
     if attacks_sample and attacks and foolbox_available():
         attack_rows, attack_summaries = bench_attacks(network, model, x, res, attacks_sample, attacks)
         frames += attack_rows
@@ -208,7 +229,7 @@ def main(argv=None) -> None:
     parser.add_argument("--attacks-sample", type=int, default=20,
                         help="inputs given to each Foolbox attack (0: skip; needs foolbox)")
     parser.add_argument("--attacks", default="deepfool,ddn,fmn,cw",
-                        help="comma-separated names from fliplib.attacks.ATTACKS")
+                        help="comma-separated names from fliplib.studies.attacks.ATTACKS")
     parser.add_argument("--skip-cifar", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS, help="results file (JSON) for book/performance.ipynb")
     args = parser.parse_args(argv)

@@ -15,7 +15,7 @@ standard-normal inputs (``default_rng(s)``), for every input and every other cla
 - SciPy's SLSQP from ``x``, one problem at a time with one BLAS thread
   (:func:`fliplib.baselines.slsqp_flip_point`).
 
-Every answer is judged by the same rule (:func:`fliplib.experiments.is_flip_point` on
+Every answer is judged by the same rule (:func:`fliplib.studies.experiments.is_flip_point` on
 :func:`fliplib.flip_evidence`).  Printed and written to the results file, per network: success
 rates, the problems only one side solves, the distance ratio fliplib / SLSQP on the problems both
 solve (median, maximum, and the shares more than 0.1% above and below 1), and CPU seconds.
@@ -56,7 +56,7 @@ def run_network(sizes: list[int], n: int, seed: int) -> dict:
     fliplib.closest_flip_points(model, x[:2], "all")
     for fallback in ("failed", "closer"):
         with Clock() as clock:
-            results[fallback] = fliplib.closest_flip_points(model, x, "all", fallback=fallback)
+            results[fallback] = fliplib.closest_flip_points(model, x, 'all', options=dict(fallback=fallback))
         row[f"cpu_s_{fallback}"] = clock.cpu
     res = results["closer"]
     pairs = np.argwhere(res.status != -1)

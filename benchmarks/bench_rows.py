@@ -44,11 +44,11 @@ def main(argv=None) -> None:
     sizes = fliplib.ARCHITECTURES["mnist"]
     model = fliplib.erf_network(sizes, seed=0)
     x = np.random.default_rng(0).normal(size=(args.inputs, sizes[0]))
-    fliplib.closest_flip_points(model, x[:1], "all", lower=-BOX, upper=BOX, max_iter=1)  # compile, untimed
+    fliplib.closest_flip_points(model, x[:1], 'all', lower=-BOX, upper=BOX, options=dict(max_iter=1))  # compile, untimed
     rows, results = [], {}
     for n_rows in [None, *args.rows]:
         with Clock() as clock:
-            res = fliplib.closest_flip_points(model, x, "all", lower=-BOX, upper=BOX, n_rows=n_rows)
+            res = fliplib.closest_flip_points(model, x, 'all', lower=-BOX, upper=BOX, options=dict(n_rows=n_rows))
         done = res.status != -1
         results[n_rows] = res
         both = done & res.success & results[None].success

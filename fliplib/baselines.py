@@ -14,32 +14,18 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from .params import NetworkParams, network_params
+from ._checks import positive_int
+from .params import NumpyNetwork, bisect_boundary, numpy_network
 
 __all__ = ["numpy_logits", "numpy_logit_jacobian", "slsqp_flip_point", "deepfool_boundary_point", "random_boundary_point"]
 
 
-def _numpy_weights(params: NetworkParams):
-    return [w.numpy() for w in params.weights], [b.numpy() for b in params.biases]
-
-
-def _act(params: NetworkParams, a: np.ndarray, s: float):
-    if params.activation == "erf":
-        from scipy.special import erf
-
-        u = a / s
-        return erf(u), (2.0 / np.sqrt(np.pi) / s) * np.exp(-u * u)
-    return np.where(a >= 0, a, s * a), np.where(a >= 0, 1.0, s)
-
-
 def numpy_logits(model, x: np.ndarray) -> np.ndarray:
-    """Logits in plain NumPy float64 (an implementation independent of TensorFlow)."""
-    params = network_params(model)
-    ws, bs = _numpy_weights(params)
-    y = np.atleast_2d(np.asarray(x, dtype=float))
-    for w, b, s in zip(ws[:-1], bs[:-1], params.scales):
-        y, _ = _act(params, y @ w + b, s)
-    return y @ ws[-1] + bs[-1]
+    """Logits in plain NumPy float64 (an implementation independent of TensorFlow; eqs. 8-9).
+
+    The forward pass of :class:`fliplib.params.NumpyNetwork`.
+    """
+    return numpy_network(model).logits(x)
 
 
 def numpy_logit_jacobian(model, x: np.ndarray, *, accumulation: str = "reverse") -> tuple[np.ndarray, np.ndarray]:
@@ -51,28 +37,22 @@ def numpy_logit_jacobian(model, x: np.ndarray, *, accumulation: str = "reverse")
     columns through every layer).  Both give the same matrix; the tests check each against
     TensorFlow's autodiff.
     """
-    params = network_params(model)
-    return _numpy_jacobian(params, *_numpy_weights(params), np.asarray(x, dtype=float), accumulation)
+    return _numpy_jacobian(numpy_network(model), np.asarray(x, dtype=float), accumulation)
 
 
-def _numpy_jacobian(params: NetworkParams, ws, bs, x: np.ndarray, accumulation: str = "reverse"):
+def _numpy_jacobian(net: NumpyNetwork, x: np.ndarray, accumulation: str = "reverse"):
     if accumulation not in ("reverse", "forward"):
         raise ValueError(f"accumulation must be 'reverse' or 'forward', got {accumulation!r}")
-    y = x
+    logits, slopes = net.forward(x)
     if accumulation == "forward":
-        jac = np.eye(len(y))
-        for w, b, s in zip(ws[:-1], bs[:-1], params.scales):
-            y, slope = _act(params, y @ w + b, s)
+        jac = np.eye(len(x))
+        for w, slope in zip(net.weights[:-1], slopes):
             jac = slope[:, None] * (w.T @ jac)
-        return y @ ws[-1] + bs[-1], ws[-1].T @ jac
-    slopes = []
-    for w, b, s in zip(ws[:-1], bs[:-1], params.scales):
-        y, slope = _act(params, y @ w + b, s)
-        slopes.append(slope)
-    rows = ws[-1].T  # (C, n_{m-1})
-    for w, slope in zip(reversed(ws[:-1]), reversed(slopes)):
+        return logits, net.weights[-1].T @ jac
+    rows = net.weights[-1].T  # (C, n_{m-1})
+    for w, slope in zip(reversed(net.weights[:-1]), reversed(slopes)):
         rows = (rows * slope) @ w.T
-    return y @ ws[-1] + bs[-1], rows
+    return logits, rows
 
 
 def slsqp_flip_point(model, x, source: int, target: int, *, lower=None, upper=None, x_start=None,
@@ -88,18 +68,18 @@ def slsqp_flip_point(model, x, source: int, target: int, *, lower=None, upper=No
     dict
         ``x`` (the point), ``distance``, ``success`` (SLSQP's own flag), ``nit``, ``message``.
     """
-    params = network_params(model)
-    ws, bs = _numpy_weights(params)
+    net = numpy_network(model)
+    positive_int("maxiter", maxiter)
     x = np.asarray(x, dtype=float)
     d = x.size
-    others = [k for k in range(params.n_classes) if k not in (source, target)]
+    others = [k for k in range(net.n_classes) if k not in (source, target)]
     cache = {}
 
     def evaluate(v):
         key = v.tobytes()
         if key not in cache:
             cache.clear()
-            cache[key] = _numpy_jacobian(params, ws, bs, v, "reverse")
+            cache[key] = _numpy_jacobian(net, v, "reverse")
         return cache[key]
 
     constraints = [{
@@ -123,15 +103,11 @@ def slsqp_flip_point(model, x, source: int, target: int, *, lower=None, upper=No
             "nit": int(res.nit), "message": res.message}
 
 
-def _bisect(params, a: np.ndarray, b: np.ndarray, source: int, n: int = 60) -> np.ndarray:
-    """Bisect the segment from ``a`` (class ``source``) to ``b`` (another class) onto the boundary."""
-    for _ in range(n):
-        mid = 0.5 * (a + b)
-        if np.argmax(numpy_logits(params, mid)[0]) == source:
-            a = mid
-        else:
-            b = mid
-    return 0.5 * (a + b)
+def _bisect(net: NumpyNetwork, a: np.ndarray, b: np.ndarray, source: int) -> np.ndarray:
+    """The point where the segment from ``a`` (class ``source``) to ``b`` (another class) leaves
+    the source class: 60 halvings of :func:`fliplib.params.bisect_boundary`."""
+    t = bisect_boundary(net, a[None], (b - a)[None], np.array([source]), max_halvings=60)[0]
+    return a + t * (b - a)
 
 
 def deepfool_boundary_point(model, x, *, max_iter: int = 50, overshoot: float = 0.02) -> dict:
@@ -140,12 +116,13 @@ def deepfool_boundary_point(model, x, *, max_iter: int = 50, overshoot: float = 
     Once the class changes, the segment from ``x`` is bisected so that the returned point lies on
     the boundary of the original class.  Returns ``x``, ``distance``, ``target`` and ``nit``.
     """
-    params = network_params(model)
+    net = numpy_network(model)
+    positive_int("max_iter", max_iter)
     x = np.asarray(x, dtype=float)
-    source = int(np.argmax(numpy_logits(params, x)[0]))
+    source = int(np.argmax(net.logits(x)[0]))
     v = x.copy()
     for it in range(1, max_iter + 1):
-        z, jac = numpy_logit_jacobian(params, v)
+        z, jac = _numpy_jacobian(net, v)
         if np.argmax(z) != source:
             break
         others = [k for k in range(len(z)) if k != source]
@@ -154,9 +131,9 @@ def deepfool_boundary_point(model, x, *, max_iter: int = 50, overshoot: float = 
         dist = np.abs(f) / np.maximum(np.linalg.norm(g, axis=1), 1e-300)
         k = int(np.argmin(dist))
         v = v + (1 + overshoot) * (np.abs(f[k]) / max(np.sum(g[k] ** 2), 1e-300)) * g[k]
-    crossed = int(np.argmax(numpy_logits(params, v)[0])) != source
-    point = _bisect(params, x, v, source) if crossed else v
-    target = int(np.argmax(numpy_logits(params, point + (point - x) * 1e-9)[0]))
+    crossed = int(np.argmax(net.logits(v)[0])) != source
+    point = _bisect(net, x, v, source) if crossed else v
+    target = int(np.argmax(net.logits(point + (point - x) * 1e-9)[0]))
     return {"x": point, "distance": float(np.linalg.norm(point - x)), "success": crossed, "target": target, "nit": it}
 
 
@@ -166,22 +143,23 @@ def random_boundary_point(model, x, *, n_directions: int = 200, max_radius: floa
     Each ray is scanned at 64 radii up to ``max_radius`` and the first change of class is
     bisected.  Returns ``x``, ``distance`` and ``success``.
     """
-    params = network_params(model)
+    net = numpy_network(model)
+    positive_int("n_directions", n_directions)
     x = np.asarray(x, dtype=float)
     rng = np.random.default_rng(seed)
-    source = int(np.argmax(numpy_logits(params, x)[0]))
+    source = int(np.argmax(net.logits(x)[0]))
     dirs = rng.normal(size=(n_directions, x.size))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     radii = np.linspace(0, max_radius, 65)[1:]
     best, best_d = None, np.inf
     for u in dirs:
         pts = x + radii[:, None] * u
-        cls = np.argmax(numpy_logits(params, pts), axis=1)
+        cls = np.argmax(net.logits(pts), axis=1)
         hit = np.flatnonzero(cls != source)
         if hit.size == 0 or radii[hit[0]] >= best_d:
             continue
         lo = x + (radii[hit[0] - 1] if hit[0] else 0.0) * u
-        point = _bisect(params, lo, pts[hit[0]], source)
+        point = _bisect(net, lo, pts[hit[0]], source)
         dist = float(np.linalg.norm(point - x))
         if dist < best_d:
             best, best_d = point, dist

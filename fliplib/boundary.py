@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 import scipy.sparse.csgraph
-import scipy.special
 import tensorflow as tf
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .jacobian import _as_points, lipschitz_bound
-from .params import NetworkParams, forward, network_params
+from ._checks import as_mask, check_feature_weights, check_points, positive_int
+from .jacobian import lipschitz_bound, logit_jacobian
+from .params import NetworkParams, bisect_boundary, forward, logit_margin, network_params, numpy_network
 
 __all__ = [
     "margin",
@@ -62,35 +62,16 @@ __all__ = [
 
 
 
-@dataclass(frozen=True)
-class _Net:
-    """NumPy copy of the weights: many small forward passes without TensorFlow's per-call overhead."""
-
-    weights: tuple
-    biases: tuple
-    scales: tuple
-    activation: str
-    n_classes: int
-    n_features: int
+def _as_points(params: NetworkParams, x, name: str = "x") -> np.ndarray:
+    return check_points(name, x, params.n_features)
 
 
-def _numpy_net(params: NetworkParams) -> _Net:
-    return _Net(tuple(w.numpy() for w in params.weights), tuple(b.numpy() for b in params.biases),
-                tuple(params.scales), params.activation, params.n_classes, params.n_features)
-
-
-def _logits(net, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
-    """Logits in float64 (eqs. 8-9); ``net`` is a :class:`_Net` or NetworkParams."""
-    if isinstance(net, NetworkParams):
-        net = _numpy_net(net)
-    out = []
-    for start in range(0, len(x), batch_size):
-        y = x[start : start + batch_size]
-        for w, b, s in zip(net.weights[:-1], net.biases[:-1], net.scales):
-            a = y @ w + b
-            y = scipy.special.erf(a / s) if net.activation == "erf" else np.where(a >= 0, a, s * a)
-        out.append(y @ net.weights[-1] + net.biases[-1])
-    return np.concatenate(out) if out else np.zeros((0, net.n_classes))
+def _row_norms(v: np.ndarray) -> np.ndarray:
+    """Euclidean norms of the rows, without overflow for entries up to the largest float64."""
+    scale = np.abs(v).max(axis=1, initial=0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = v / scale[:, None]
+    return np.where(scale > 0, scale * np.linalg.norm(np.nan_to_num(unit), axis=1), 0.0)
 
 
 def _classes(params: NetworkParams, value, n: int, name: str, default: np.ndarray | None) -> np.ndarray | None:
@@ -102,16 +83,6 @@ def _classes(params: NetworkParams, value, n: int, name: str, default: np.ndarra
     if arr.size and (arr.min() < 0 or arr.max() >= params.n_classes):
         raise ValueError(f"{name} must lie in [0, {params.n_classes}), got range [{arr.min()}, {arr.max()}]")
     return arr.astype(np.int64)
-
-
-def _margin_of_logits(logits: np.ndarray, source: np.ndarray, target: np.ndarray | None) -> np.ndarray:
-    rows = np.arange(len(logits))
-    zi = logits[rows, source]
-    if target is not None:
-        return zi - logits[rows, target]
-    others = logits.copy()
-    others[rows, source] = -np.inf
-    return zi - others.max(axis=1)
 
 
 def margin(model, x, *, source=None, target=None) -> np.ndarray:
@@ -132,10 +103,10 @@ def margin(model, x, *, source=None, target=None) -> np.ndarray:
     """
     params = network_params(model)
     x = _as_points(params, x)
-    logits = _logits(params, x)
+    logits = numpy_network(params).logits(x)
     src = _classes(params, source, len(x), "source", logits.argmax(axis=1))
     tgt = _classes(params, target, len(x), "target", None)
-    return _margin_of_logits(logits, src, tgt)
+    return logit_margin(logits, src, tgt)
 
 
 def margin_lipschitz(model) -> float:
@@ -202,24 +173,6 @@ class SegmentCrossings:
         )
 
 
-def _bisect(net, a, d, lo, hi, src, tgt, g_lo, xtol: float, max_iter: int = 200) -> np.ndarray:
-    """Shrink brackets ``[lo, hi]`` (sign change of the margin) until ``(hi - lo) * |d| <= xtol``."""
-    lo, hi = lo.copy(), hi.copy()
-    s_lo = np.sign(g_lo)
-    norm = np.linalg.norm(d, axis=1)
-    for _ in range(max_iter):
-        active = (hi - lo) * norm > xtol
-        if not active.any():
-            break
-        idx = np.nonzero(active)[0]
-        mid = 0.5 * (lo[idx] + hi[idx])
-        g = _margin_of_logits(_logits(net, a[idx] + mid[:, None] * d[idx]), src[idx], None if tgt is None else tgt[idx])
-        same = np.sign(g) == s_lo[idx]
-        lo[idx[same]] = mid[same]
-        hi[idx[~same]] = mid[~same]
-    return 0.5 * (lo + hi)
-
-
 def scan_segments(
     model,
     start,
@@ -274,7 +227,7 @@ def scan_segments(
     b = _as_points(params, end, "end")
     if a.shape != b.shape:
         raise ValueError(f"start and end must have the same shape, got {a.shape} and {b.shape}")
-    net = _numpy_net(params)
+    net = numpy_network(params)
     if not resolution > 0:
         raise ValueError(f"resolution must be positive, got {resolution}")
     if not (isinstance(max_evaluations, (int, np.integer)) and max_evaluations >= 2):
@@ -283,9 +236,16 @@ def scan_segments(
     if not (np.isfinite(L) and L > 0):
         raise ValueError(f"lipschitz must be a positive finite number, got {lipschitz!r}")
     n = len(a)
-    d = b - a
-    length = np.linalg.norm(d, axis=1)
-    logits_a = _logits(net, a)
+    with np.errstate(over="ignore"):
+        d = b - a
+    if not np.all(np.isfinite(d)):
+        i = int(np.flatnonzero(~np.all(np.isfinite(d), axis=1))[0])
+        raise ValueError(f"segment {i} from start to end is too long for float64 (end - start overflows)")
+    with np.errstate(over="ignore"):
+        length = np.linalg.norm(d, axis=1)
+    overflowed = ~np.isfinite(length)  # the length itself is finite: compute it with scaled rows
+    length[overflowed] = _row_norms(d[overflowed])
+    logits_a = net.logits(a)
     src = _classes(params, source, n, "source", logits_a.argmax(axis=1))
     tgt = _classes(params, target, n, "target", None)
 
@@ -298,7 +258,7 @@ def scan_segments(
 def _scan(net, a, d, length, src, tgt, L, resolution, max_evaluations, xtol, progress) -> SegmentCrossings:
     n = len(a)
     t = np.zeros(n)
-    g = _margin_of_logits(_logits(net, a), src, tgt)
+    g = logit_margin(net.logits(a), src, tgt)
     n_eval = np.ones(n, dtype=np.int64)
     missed = np.zeros(n)
     active = length > 0
@@ -309,7 +269,7 @@ def _scan(net, a, d, length, src, tgt, L, resolution, max_evaluations, xtol, pro
         ell = length[idx]
         step = np.maximum(np.abs(g[idx]) / (L * ell), resolution / ell)
         t_new = np.minimum(t[idx] + step, 1.0)
-        g_new = _margin_of_logits(_logits(net, a[idx] + t_new[:, None] * d[idx]), src[idx], None if tgt is None else tgt[idx])
+        g_new = logit_margin(net.logits(a[idx] + t_new[:, None] * d[idx]), src[idx], None if tgt is None else tgt[idx])
         n_eval[idx] += 1
         changed = np.sign(g_new) != np.sign(g[idx])
         if changed.any():
@@ -331,7 +291,8 @@ def _scan(net, a, d, length, src, tgt, L, resolution, max_evaluations, xtol, pro
         lo = np.concatenate([br[1] for br in brackets])
         hi = np.concatenate([br[2] for br in brackets])
         g_lo = np.concatenate([br[3] for br in brackets])
-        roots = _bisect(net, a[seg], d[seg], lo, hi, src[seg], None if tgt is None else tgt[seg], g_lo, xtol)
+        roots = bisect_boundary(net, a[seg], d[seg], src[seg], None if tgt is None else tgt[seg],
+                                t_lo=lo, t_hi=hi, side=g_lo, xtol=xtol)
         for s, r in zip(seg, roots):
             crossings[s].append(float(r))
     ts = [np.sort(np.array(c, dtype=float)) for c in crossings]
@@ -372,7 +333,7 @@ def segment_outputs(model, start, end, *, n_points: int = 201, t_min: float = 0.
         raise ValueError(f"n_points must be an integer >= 2, got {n_points!r}")
     t = np.linspace(t_min, t_max, n_points)
     pts = a[:, None, :] + t[None, :, None] * (b - a)[:, None, :]
-    logits = _logits(params, pts.reshape(-1, params.n_features)).reshape(len(a), n_points, params.n_classes)
+    logits = numpy_network(params).logits(pts.reshape(-1, params.n_features)).reshape(len(a), n_points, params.n_classes)
     logits -= logits.max(axis=2, keepdims=True)
     p = np.exp(logits)
     return t, p / p.sum(axis=2, keepdims=True)
@@ -381,22 +342,39 @@ def segment_outputs(model, start, end, *, n_points: int = 201, t_min: float = 0.
 # ----------------------------------------------------------------------- first-order estimate
 
 
-def _margin_gradient(params: NetworkParams, x: np.ndarray, src: np.ndarray, tgt: np.ndarray, output: str = "logits"):
-    """``g`` and its gradient, for the logits (``z_i - z_j``) or the softmax (``p_i - p_j``)."""
-    xt = tf.constant(x)
-    rows = np.arange(len(x))
-    with tf.GradientTape() as tape:
-        tape.watch(xt)
-        out = forward(params, xt).logits
+def _margin_gradient(params: NetworkParams, x: np.ndarray, src: np.ndarray, tgt: np.ndarray, output: str = "logits",
+                     batch_size: int = 1024):
+    """``g = f_i - f_j`` and its gradient for every target ``j`` of ``tgt`` (shape ``(n, r)``),
+    with ``f`` the logits (eqs. 11-12) or the softmax (eq. 13).
+
+    Returns ``g`` of shape ``(n, r)`` and the gradients ``(n, r, n_features)``.
+    """
+    g_out = np.empty(tgt.shape)
+    grad_out = np.empty(tgt.shape + (params.n_features,))
+    for start in range(0, len(x), batch_size):
+        sl = slice(start, start + batch_size)
+        out = forward(params, x[sl]).logits.numpy()
+        jac = logit_jacobian(params, x[sl], batch_size=batch_size)  # (b, C, d)
         if output == "softmax":
-            out = tf.nn.softmax(out)
-        g = tf.gather_nd(out, np.stack([rows, src], axis=1)) - tf.gather_nd(out, np.stack([rows, tgt], axis=1))
-    return g.numpy(), tape.gradient(g, xt).numpy()
+            p = np.exp(out - out.max(axis=1, keepdims=True))
+            out = p / p.sum(axis=1, keepdims=True)
+            jac = out[:, :, None] * (jac - np.einsum("bc,bcd->bd", out, jac)[:, None, :])
+        rows = np.arange(len(out))[:, None]
+        i, j = src[sl][:, None], tgt[sl]
+        g_out[sl] = out[rows, i] - out[rows, j]
+        grad_out[sl] = jac[rows, i] - jac[rows, j]
+    return g_out, grad_out
 
 
 def _source_target(params: NetworkParams, x: np.ndarray, source, target):
-    logits = _logits(params, x)
+    """Source classes ``(n,)`` and target classes ``(n, r)``: ``r = 1`` (default the best other
+    class), or every class with ``target="all"``."""
+    logits = numpy_network(params).logits(x)
     src = _classes(params, source, len(x), "source", logits.argmax(axis=1))
+    if isinstance(target, str):
+        if target != "all":
+            raise ValueError(f"target must be a class index, an array of class indices or 'all', got {target!r}")
+        return src, np.broadcast_to(np.arange(params.n_classes), (len(x), params.n_classes))
     tgt = _classes(params, target, len(x), "target", None)
     if tgt is None:
         others = logits.copy()
@@ -404,7 +382,7 @@ def _source_target(params: NetworkParams, x: np.ndarray, source, target):
         tgt = others.argmax(axis=1)
     if np.any(src == tgt):
         raise ValueError("source and target must differ for every point")
-    return src, tgt
+    return src, tgt[:, None]
 
 
 def margin_gradient(model, x, *, source=None, target=None) -> tuple[np.ndarray, np.ndarray]:
@@ -420,43 +398,65 @@ def margin_gradient(model, x, *, source=None, target=None) -> tuple[np.ndarray, 
     """
     params = network_params(model)
     x = _as_points(params, x)
+    if isinstance(target, str):
+        raise ValueError(f"target must be a class index or an array of class indices, got {target!r}")
     src, tgt = _source_target(params, x, source, target)
-    return _margin_gradient(params, x, src, tgt)
+    g, grad = _margin_gradient(params, x, src, tgt)
+    return g[:, 0], grad[:, 0]
 
 
-def taylor_distance(model, x, *, source=None, target=None, output: str = "logits") -> tuple[np.ndarray, np.ndarray]:
+def taylor_distance(model, x, *, source=None, target=None, fixed=None, feature_weights=None,
+                    output: str = "logits") -> tuple[np.ndarray, np.ndarray]:
     """First-order estimate of the distance to the decision boundary (Elsayed et al. 2018).
 
-    ``d(x) = |f_i(x) - f_j(x)| / ||grad f_i(x) - grad f_j(x)||_2`` with ``f`` the logits (their
-    choice; exact for a network whose logits are affine) or the softmax probabilities.  Without a
-    target, ``j`` is the best other class at ``x``.
+    The linearised distance ``d(x) = |c(x)| / ||grad c(x)||_{W^-1}`` of ``x`` to the boundary
+    ``c = f_i - f_j = 0``: the distance, in the norm ``||v||_W = sqrt(sum w v^2)`` of eq. 1, to
+    the zero of the first-order expansion ``c(x) + grad c(x)^T v`` when only the free features
+    move.  ``f`` are the logits (their choice; exact for a network whose logits are affine) or
+    the softmax probabilities, and the gradient comes from the Jacobian of eqs. 11-13.  Without
+    a target, ``j`` is the best other class at ``x``.
 
     Parameters
     ----------
     model : keras.Model or NetworkParams
     x : array_like, shape (n, n_features)
-    source, target : int or array of shape (n,), optional
+    source : int or array of shape (n,), optional
         As for :func:`margin`.
+    target : int, array of shape (n,), or "all", optional
+        As for :func:`margin`; ``"all"``: every class (the results gain a class axis, ``inf`` at
+        the source class).
+    fixed : bool array of shape (n_features,) or (n, n_features), optional
+        Features that may not move (their gradient entries are dropped).
+    feature_weights : array of shape (n_features,), optional
+        Positive weights ``w`` of the distance; default ones (the Euclidean distance).
     output : {"logits", "softmax"}
 
     Returns
     -------
-    distance : ndarray, shape (n,)
+    distance : ndarray, shape (n,) (or (n, n_classes) for ``target="all"``)
         The estimate (``inf`` where the gradient vanishes).
-    direction : ndarray, shape (n, n_features)
-        Unit vector along which the linearised margin falls to zero: ``-sign(g) grad g / ||grad g||``.
+    direction : ndarray, shape (n, n_features) (or (n, n_classes, n_features))
+        The unit vector (in the weighted norm) along which the linearised margin falls to zero
+        fastest: ``-sign(c) W^-1 grad c / ||grad c||_{W^-1}`` (``-sign(c) grad c / ||grad c||``
+        unweighted); zero where the gradient vanishes.
     """
     if output not in ("logits", "softmax"):
         raise ValueError(f"output must be 'logits' or 'softmax', got {output!r}")
     params = network_params(model)
     x = _as_points(params, x)
+    n, d = x.shape
+    w = check_feature_weights(feature_weights, d)
+    free = ~as_mask("fixed", fixed, n, d)
     src, tgt = _source_target(params, x, source, target)
-    g, grad = _margin_gradient(params, x, src, tgt, output)
-    norm = np.linalg.norm(grad, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        distance = np.where(norm > 0, np.abs(g) / norm, np.inf)
-        direction = np.where(norm[:, None] > 0, -np.sign(g)[:, None] * grad / norm[:, None], 0.0)
-    return distance, direction
+    c, grad = _margin_gradient(params, x, src, tgt, output)
+    grad = grad * free[:, None, :]
+    norm = np.sqrt(np.sum(grad**2 / w, axis=2))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        distance = np.where(norm > 0, np.abs(c) / norm, np.inf)
+        direction = np.where(norm[..., None] > 0, -np.sign(c)[..., None] * (grad / w) / norm[..., None], 0.0)
+    if isinstance(target, str):
+        return distance, direction
+    return distance[:, 0], direction[:, 0]
 
 
 def box_exit_distance(x, direction, lower, upper) -> np.ndarray:
@@ -483,7 +483,7 @@ def box_exit_distance(x, direction, lower, upper) -> np.ndarray:
     hi = np.broadcast_to(np.asarray(upper, dtype=float), x.shape)
     if np.any(x < lo - 1e-12) or np.any(x > hi + 1e-12):
         raise ValueError("x must lie inside the box [lower, upper]")
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # a tiny step: inf, no warning
         s = np.where(u > 0, (hi - x) / u, np.where(u < 0, (lo - x) / u, np.inf))
     return np.maximum(s.min(axis=1), 0.0)
 
@@ -534,8 +534,11 @@ def angles_between(u, v) -> np.ndarray:
     v = np.asarray(v, dtype=float)
     if u.shape != v.shape or u.ndim != 2:
         raise ValueError(f"u and v must have the same shape (n, d), got {u.shape} and {v.shape}")
-    nu, nv = np.linalg.norm(u, axis=1), np.linalg.norm(v, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
+        # Angles do not depend on the lengths: rows scaled to a largest entry of 1 cannot overflow.
+        u = u / np.abs(u).max(axis=1, keepdims=True, initial=0.0)
+        v = v / np.abs(v).max(axis=1, keepdims=True, initial=0.0)
+        nu, nv = np.linalg.norm(u, axis=1), np.linalg.norm(v, axis=1)
         cos = np.einsum("nd,nd->n", u, v) / (nu * nv)
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
@@ -566,7 +569,8 @@ def line_adjacency(model, points, *, cls: int, lipschitz: float | None = None, r
     """
     params = network_params(model)
     x = _as_points(params, points, "points")
-    pred = _logits(params, x).argmax(axis=1)
+    positive_int("batch_size", batch_size)
+    pred = numpy_network(params).logits(x).argmax(axis=1)
     if np.any(pred != cls):
         raise ValueError(f"every point must be predicted as class {cls}; {int(np.sum(pred != cls))} are not")
     i, j = np.triu_indices(len(x), k=1)
@@ -661,6 +665,7 @@ def pgd_l2_attack(model, x, target, *, epsilon: float, steps: int = 100, step_si
     tgt = _classes(params, target, len(x), "target", None)
     if not epsilon > 0:
         raise ValueError(f"epsilon must be positive, got {epsilon}")
+    positive_int("steps", steps)
     alpha = 2.5 * epsilon / steps if step_size is None else float(step_size)
     lo = tf.constant(-np.inf if lower is None else np.broadcast_to(np.asarray(lower, float), x.shape[1:]), tf.float64)
     hi = tf.constant(np.inf if upper is None else np.broadcast_to(np.asarray(upper, float), x.shape[1:]), tf.float64)

@@ -1,69 +1,48 @@
 """The four data sets of the papers: MNIST, CIFAR-10 airplanes vs ships, UCI Adult and WBCD.
 
-Each loader returns a :class:`Dataset`: plain NumPy arrays for the training and test splits,
-the class names, per-feature bounds in the returned encoding (the box constraints of eq. 5),
-the one-hot groups of categorical variables and a :meth:`Dataset.decode` back to original
-units.  The encodings of Adult and of the Wisconsin breast cancer data follow sec. 5.2 and
-5.3 of Yousefzadeh & O'Leary, *Interpreting Neural Networks Using Flip Points* (2019).
+Each loader returns a :class:`Dataset`: NumPy arrays for the training and test splits, the class
+names, per-feature bounds in the returned encoding (the box constraints of eq. 5), the one-hot
+groups of categorical variables and :meth:`Dataset.decode` back to original units.  Adult and
+WBCD are encoded as in sec. 5.2 and 5.3 of Yousefzadeh & O'Leary, *Interpreting Neural Networks
+Using Flip Points* (2019).
 
-Where the files come from
--------------------------
-* If ``data_dir=`` is given, or else the environment variable ``FLIPLIB_DATA`` is set, the
-  loaders read only from that directory, laid out like the project's shared data folder::
+Where the files come from:
 
-      mnist.npz  or  mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
-      cifar10_airplane_ship.npz          (or the full cifar-10-python.tar.gz, see load_cifar10)
-      adult/adult.data, adult/adult.test
+* ``data_dir=`` or else the environment variable ``FLIPLIB_DATA`` names a directory laid out
+  like the project's shared data folder (``mnist.npz`` or ``mnist/*-ubyte.gz``,
+  ``cifar10_airplane_ship.npz`` or ``cifar-10-python.tar.gz``, ``adult/adult.{data,test}``).
+  The loaders only read there: a missing file is an error, never a download.
+* Otherwise the user cache (``$XDG_CACHE_HOME/fliplib``, default ``~/.cache/fliplib``), into
+  which `pooch <https://www.fatiando.org/pooch>`_ downloads the canonical files on first use.
 
-  Nothing is downloaded and nothing is written there.
-* Otherwise they use the user cache (:func:`data_dir`) and download the canonical files into
-  it on first use, with ``urllib.request`` and a progress bar.  A download goes to a temporary
-  file in the cache and is moved into place only after its checksum has passed.
-
-Every file is checked against the constant tables :data:`SHA256` and :data:`MD5` before use; a
-file that fails is refused with a :class:`ChecksumError` and never read.  Parsed arrays are
-kept in memory (keyed by path, modification time and size), so loading again is fast; the
-loaders return fresh copies, never the cached arrays.
+Every file is checked against :data:`SHA256` (or :data:`MD5`, for files published with an md5
+only) before it is read, and a file that fails is never read.  Digests and parsed arrays stay in
+memory while the file's modification time and size are unchanged; the loaders return copies.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
-import http.client
-import io
+import math
+import numbers
 import os
 import pickle
 import struct
 import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 __all__ = [
-    "ADULT_UPPER",
-    "CIFAR10_CLASSES",
-    "MD5",
-    "SHA256",
-    "ChecksumError",
-    "DataError",
-    "DataFileNotFoundError",
-    "Dataset",
-    "DownloadError",
-    "data_dir",
-    "load_adult",
-    "load_cifar10",
-    "load_mnist",
-    "load_wbcd",
-]
+    "ADULT_UPPER", "CIFAR10_CLASSES", "MD5", "SHA256", "ChecksumError", "DataError",
+    "DataFileNotFoundError", "Dataset", "DownloadError", "data_dir", "load_adult", "load_cifar10",
+    "load_mnist", "load_wbcd",
+]  # fmt: skip
 
 #: sha256 of every data file a loader reads, by path relative to the data directory.  The MNIST
 #: IDX files and the Adult files are byte-identical to the canonical distributions.
@@ -87,17 +66,6 @@ MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 ADULT_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
-#: Where each downloadable file comes from.
-URLS: dict[str, str] = {
-    "mnist/train-images-idx3-ubyte.gz": MNIST_URL + "train-images-idx3-ubyte.gz",
-    "mnist/train-labels-idx1-ubyte.gz": MNIST_URL + "train-labels-idx1-ubyte.gz",
-    "mnist/t10k-images-idx3-ubyte.gz": MNIST_URL + "t10k-images-idx3-ubyte.gz",
-    "mnist/t10k-labels-idx1-ubyte.gz": MNIST_URL + "t10k-labels-idx1-ubyte.gz",
-    "adult/adult.data": ADULT_URL + "adult.data",
-    "adult/adult.test": ADULT_URL + "adult.test",
-    "cifar-10-python.tar.gz": CIFAR10_URL,
-}
-
 MNIST_NPZ = "mnist.npz"
 #: The four IDX files as ``(x_train, y_train, x_test, y_test)``.
 MNIST_IDX = (
@@ -108,11 +76,22 @@ MNIST_IDX = (
 )
 CIFAR10_NPZ = "cifar10_airplane_ship.npz"
 CIFAR10_TARBALL = "cifar-10-python.tar.gz"
+ADULT_FILES = ("adult/adult.data", "adult/adult.test")
+
+#: Where each downloadable file comes from.
+URLS: dict[str, str] = {
+    **{name: MNIST_URL + PurePosixPath(name).name for name in MNIST_IDX},
+    **{name: ADULT_URL + PurePosixPath(name).name for name in ADULT_FILES},
+    CIFAR10_TARBALL: CIFAR10_URL,
+}
+
+#: How many times a failed download is tried again (after 1 s, then 2 s).
+DOWNLOAD_RETRIES = 2
+
 #: CIFAR-10 class names in label order.
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
-ADULT_FILES = ("adult/adult.data", "adult/adult.test")
 ADULT_COLUMNS = (
     "age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
     "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week",
@@ -120,15 +99,9 @@ ADULT_COLUMNS = (
 )
 #: Upper bounds of Adult's continuous variables (sec. 5.2); each is scaled to 0-100 by them.
 ADULT_UPPER: dict[str, float] = {
-    "age": 100.0,
-    "fnlwgt": 2e6,
-    "education-num": 20.0,
-    "capital-gain": 2e5,
-    "capital-loss": 1e4,
+    "age": 100.0, "fnlwgt": 2e6, "education-num": 20.0, "capital-gain": 2e5, "capital-loss": 1e4,
     "hours-per-week": 120.0,
-}
-
-_CHUNK = 1 << 20
+}  # fmt: skip
 
 
 class DataError(Exception):
@@ -155,14 +128,22 @@ class Dataset:
     ----------
     name : str
         ``"mnist"``, ``"cifar10"``, ``"adult"`` or ``"wbcd"``.
-    x_train, y_train, x_test, y_test : ndarray
-        Inputs (samples along axis 0) and integer labels (int64, ``0 .. len(class_names) - 1``).
+    x_train : ndarray
+        Training inputs, samples along axis 0.
+    y_train : ndarray
+        Training labels (int64, ``0 .. len(class_names) - 1``).
+    x_test : ndarray
+        Test inputs, samples along axis 0.
+    y_test : ndarray
+        Test labels (int64).
     class_names : tuple of str
         Name of each label.
     feature_names : tuple of str, optional
         Name of each feature of the (flattened) encoding; None for images.
-    lower, upper : ndarray, optional
-        Per-feature bounds in the returned encoding, shaped like one sample.
+    lower : ndarray, optional
+        Per-feature lower bounds in the returned encoding, shaped like one sample.
+    upper : ndarray, optional
+        Per-feature upper bounds, likewise.
     groups : dict of str to ndarray
         One-hot groups: categorical variable name -> indices of its features.
     extras : dict of str to ndarray
@@ -186,16 +167,12 @@ class Dataset:
     decoder: Callable[[np.ndarray], pd.DataFrame] | None = field(default=None, repr=False)
 
     def __post_init__(self):
-        for split in ("train", "test"):
-            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+        for x, y, split in ((self.x_train, self.y_train, "train"), (self.x_test, self.y_test, "test")):
             if len(x) != len(y):
                 raise ValueError(f"x_{split} has {len(x)} samples but y_{split} has {len(y)}")
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(
-                f"sample shapes differ: {self.x_train.shape[1:]} (train) vs {self.x_test.shape[1:]} (test)"
-            )
-        for bound in ("lower", "upper"):
-            value = getattr(self, bound)
+        if self.x_test.shape[1:] != self.sample_shape:
+            raise ValueError(f"sample shapes differ: {self.sample_shape} (train) vs {self.x_test.shape[1:]} (test)")
+        for bound, value in (("lower", self.lower), ("upper", self.upper)):
             if value is not None and value.shape != self.sample_shape:
                 raise ValueError(f"{bound} has shape {value.shape}, expected one sample's shape {self.sample_shape}")
         if self.feature_names is not None and len(self.feature_names) != self.n_features:
@@ -228,7 +205,7 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------------------------------
-# Where the files are, and checking them
+# Finding, downloading and checking the files
 
 
 def _cache_dir() -> Path:
@@ -243,8 +220,7 @@ def data_dir() -> Path:
     return Path(env).expanduser() if env else _cache_dir()
 
 
-@dataclass(frozen=True)
-class _Source:
+class _Source(NamedTuple):
     """A data directory, whether missing files may be downloaded into it, and why it was chosen."""
 
     root: Path
@@ -253,105 +229,102 @@ class _Source:
 
 
 def _source(directory) -> _Source:
-    if directory is not None:
-        root, origin = Path(directory).expanduser(), "the data_dir argument"
-    elif os.environ.get("FLIPLIB_DATA"):
-        root, origin = Path(os.environ["FLIPLIB_DATA"]).expanduser(), "FLIPLIB_DATA"
-    else:
+    """The directory to read: ``directory``, else ``$FLIPLIB_DATA`` (either must exist), else the
+    user cache, the only one into which files are downloaded."""
+    if directory is None and not os.environ.get("FLIPLIB_DATA"):
         return _Source(_cache_dir(), download=True, origin="the user cache")
+    origin = "the data_dir argument" if directory is not None else "FLIPLIB_DATA"
+    root = Path(directory if directory is not None else os.environ["FLIPLIB_DATA"]).expanduser()
     if not root.is_dir():
         raise DataFileNotFoundError(
-            f"data directory {root} (from {origin}) {'is a file, not a directory' if root.exists() else 'does not exist'}; "
-            f"point {origin} at the folder holding "
-            f"the data files, or leave it unset to download them into the user cache {_cache_dir()}"
+            f"data directory {root} (from {origin}) "
+            f"{'is a file, not a directory' if root.exists() else 'does not exist'}; point {origin} "
+            f"at the folder holding the data files, or leave it unset to download them into the "
+            f"user cache {_cache_dir()}"
         )
     return _Source(root, download=False, origin=origin)
 
 
-def _stamp(path: Path) -> tuple[int, int]:
-    """Modification time and size: the key under which parsed contents are cached."""
-    stat = path.stat()
-    return stat.st_mtime_ns, stat.st_size
-
-
-@functools.lru_cache(maxsize=32)
-def _file_digest(path: str, stamp: tuple[int, int], algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _expected_digest(name: str) -> tuple[str, str]:
-    if name in SHA256:
-        return "sha256", SHA256[name]
-    return "md5", MD5[name]
-
-
-def _check_digest(path: Path, name: str) -> None:
-    algorithm, expected = _expected_digest(name)
-    actual = _file_digest(str(path), _stamp(path), algorithm)
-    if actual != expected:
-        raise ChecksumError(
-            f"checksum mismatch for {path}: expected {algorithm} {expected}, got {actual}. The file is "
-            "corrupt or not the canonical one and was not used; replace it with a verified copy "
-            "(or delete it, if it is in the user cache, to download it again)"
-        )
-
-
-def _missing_file_error(source: _Source, name: str, what: str) -> DataFileNotFoundError:
+def _not_found(source: _Source, problem: str, files: str) -> DataFileNotFoundError:
     return DataFileNotFoundError(
-        f"{what}: file {name} not found in {source.root} (the directory given by {source.origin}). "
-        f"Copy it there, point {source.origin} at a directory that has it, or leave both data_dir and "
-        f"FLIPLIB_DATA unset to download it into the user cache {_cache_dir()}"
+        f"{problem} in {source.root} (the directory given by {source.origin}). Copy {files} there, "
+        f"point {source.origin} at a directory that has them, or leave both data_dir and "
+        f"FLIPLIB_DATA unset to download the files into the user cache {_cache_dir()}"
     )
 
 
-def _verified(source: _Source, name: str, what: str) -> Path:
-    """Path of data file ``name`` in ``source``, downloaded first if allowed, checksum checked."""
-    path = source.root / name
-    if not path.is_file():
-        if not source.download:
-            raise _missing_file_error(source, name, what)
-        _download(URLS[name], path, *_expected_digest(name))
-    _check_digest(path, name)
+def _cached_by_file(function):
+    """Memoise ``function(path, *args)`` for as long as the file at ``path`` is unchanged."""
+    cached = functools.lru_cache(maxsize=8)(lambda path, stamp, *args: function(path, *args))
+
+    @functools.wraps(function)
+    def wrapper(path, *args):
+        stat = os.stat(path)
+        return cached(str(path), (stat.st_mtime_ns, stat.st_size), *args)
+
+    return wrapper
+
+
+@_cached_by_file
+def _file_hash(path: str, algorithm: str) -> str:
+    import pooch  # here and in _download, so that importing fliplib does not import pooch
+
+    return pooch.file_hash(path, alg=algorithm)
+
+
+def _known_hash(name: str) -> tuple[str, str]:
+    """The checksum algorithm and digest of data file ``name``, from :data:`SHA256` or :data:`MD5`."""
+    return ("sha256", SHA256[name]) if name in SHA256 else ("md5", MD5[name])
+
+
+def _verify(path: Path, algorithm: str, expected: str, remedy: str) -> Path:
+    """``path``, after checking that its digest is ``expected``; a :class:`ChecksumError` if not."""
+    actual = _file_hash(path, algorithm)
+    if actual != expected:
+        raise ChecksumError(
+            f"checksum mismatch for {path}: expected {algorithm} {expected}, got {actual}. "
+            f"The file was not used; {remedy}"
+        )
     return path
 
 
-def _download(url: str, target: Path, algorithm: str, expected: str) -> None:
-    """Download ``url`` to ``target`` through a temporary file, kept only if its checksum matches."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    digest = hashlib.new(algorithm)
+def _fetch(source: _Source, name: str, what: str) -> Path:
+    """Path of data file ``name`` in ``source``, checksum verified; downloaded if allowed and missing."""
+    path = source.root / name
+    if path.is_file():
+        remedy = ("it is corrupt or not the canonical file: replace it with a verified copy (or "
+                  "delete it, if it is in the user cache, to download it again)")
+        return _verify(path, *_known_hash(name), remedy)
+    if not source.download:
+        raise _not_found(source, f"{what}: file {name} not found", name)
+    return _download(source.root, name)
+
+
+def _download(root: Path, name: str) -> Path:
+    """Download data file ``name`` into ``root`` with pooch.
+
+    Pooch writes to a temporary file beside the target, checks its checksum, and only then moves
+    it into place; a failed attempt is retried :data:`DOWNLOAD_RETRIES` times.
+    """
+    import pooch
+    import requests  # pooch's HTTP client
+
+    url, (algorithm, digest) = URLS[name], _known_hash(name)
+    fetcher = pooch.create(path=root, base_url="", registry={name: f"{algorithm}:{digest}"},
+                           urls={name: url}, retry_if_failed=DOWNLOAD_RETRIES)
+    advice = (f"put a verified copy of {PurePosixPath(name).name} in a directory and point "
+              f"FLIPLIB_DATA at it")
     try:
-        with os.fdopen(handle, "wb") as out:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                size = response.headers.get("Content-Length")
-                with tqdm(total=int(size) if size else None, unit="B", unit_scale=True, unit_divisor=1024,
-                          desc=f"downloading {target.name}") as bar:
-                    while chunk := response.read(_CHUNK):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-        actual = digest.hexdigest()
-        if actual != expected:
-            raise ChecksumError(
-                f"download of {url} failed its checksum: expected {algorithm} {expected}, got {actual}; "
-                f"nothing was stored in {target.parent}. Try again later, or put a verified copy of "
-                f"{target.name} in a directory and point FLIPLIB_DATA at it"
-            )
-        os.replace(temporary, target)
-    except (OSError, http.client.HTTPException) as error:
+        return Path(fetcher.fetch(name, progressbar=True))
+    except (OSError, requests.RequestException) as error:
         raise DownloadError(
-            f"could not download {url} to {target}: {error}. Check the network, or put a verified copy "
-            f"of {target.name} in a directory and point FLIPLIB_DATA at it"
+            f"could not download {url} to {root / name}: {error}. Check the network, or {advice}"
         ) from error
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    except ValueError as error:  # pooch's report of a checksum mismatch
+        raise ChecksumError(
+            f"download of {url} failed its checksum ({error}); nothing was stored in "
+            f"{(root / name).parent}. Try again later, or {advice}"
+        ) from error
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -359,51 +332,45 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
-@functools.lru_cache(maxsize=8)
-def _read_npz(path: str, stamp: tuple[int, int]) -> dict[str, np.ndarray]:
+@_cached_by_file
+def _read_npz(path: str) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as archive:
         return {key: _readonly(archive[key]) for key in archive.files}
 
 
 # ---------------------------------------------------------------------------------------------
-# MNIST
+# MNIST (LeCun, Bottou, Bengio & Haffner, Proc. IEEE 86(11), 1998)
 
 
-@functools.lru_cache(maxsize=8)
-def _read_idx(path: str, stamp: tuple[int, int]) -> np.ndarray:
+@_cached_by_file
+def _read_idx(path: str) -> np.ndarray:
     """An unsigned-byte IDX array (LeCun's format: zero, zero, type 0x08, ndim, big-endian sizes)."""
     with gzip.open(path, "rb") as file:
         raw = file.read()
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
         raise DataError(f"{path} is not an unsigned-byte IDX file (header {raw[:4]!r})")
-    ndim = raw[3]
-    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
+    shape = struct.unpack(f">{raw[3]}I", raw[4 : 4 + 4 * raw[3]])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * raw[3])
+    if data.size != math.prod(shape):
         raise DataError(f"{path}: header announces shape {shape} but holds {data.size} values")
     return data.reshape(shape)
 
 
 def _mnist_arrays(source: _Source) -> dict[str, np.ndarray]:
     keys = ("x_train", "y_train", "x_test", "y_test")
-    have_idx = all((source.root / name).is_file() for name in MNIST_IDX)
-    if not have_idx and (source.root / MNIST_NPZ).is_file():
-        path = _verified(source, MNIST_NPZ, "MNIST")
-        arrays = _read_npz(str(path), _stamp(path))
+    missing = [name for name in MNIST_IDX if not (source.root / name).is_file()]
+    if missing and (source.root / MNIST_NPZ).is_file():
+        arrays = _read_npz(_fetch(source, MNIST_NPZ, "MNIST"))
         return {key: arrays[key] for key in keys}
-    if not have_idx and not source.download:
-        missing = [name for name in MNIST_IDX if not (source.root / name).is_file()]
-        raise DataFileNotFoundError(
-            f"MNIST: neither {MNIST_NPZ} nor all four IDX files found in {source.root} (the directory given "
-            f"by {source.origin}); missing {', '.join(missing)}. Copy {MNIST_NPZ} or the IDX files there, or "
-            f"leave both data_dir and FLIPLIB_DATA unset to download them into the user cache {_cache_dir()}"
-        )
-    paths = [_verified(source, name, "MNIST") for name in MNIST_IDX]
-    return {key: _read_idx(str(path), _stamp(path)) for key, path in zip(keys, paths)}
+    if missing and not source.download:
+        problem = (f"MNIST: neither {MNIST_NPZ} nor all four IDX files (missing "
+                   f"{', '.join(missing)}) found")
+        raise _not_found(source, problem, f"{MNIST_NPZ} or the IDX files")
+    return {key: _read_idx(_fetch(source, name, "MNIST")) for key, name in zip(keys, MNIST_IDX)}
 
 
 def load_mnist(*, data_dir=None) -> Dataset:
-    """MNIST handwritten digits: 60,000 training and 10,000 test images.
+    """MNIST handwritten digits (LeCun et al., 1998): 60,000 training and 10,000 test images.
 
     Reads the four canonical IDX files (``mnist/*.gz``) if present, else ``mnist.npz``; in the
     user cache, downloads the IDX files from Google's CVDF mirror of LeCun's site.
@@ -421,20 +388,13 @@ def load_mnist(*, data_dir=None) -> Dataset:
     """
     arrays = _mnist_arrays(_source(data_dir))
     x_train, x_test = (np.divide(arrays[key], np.float32(255), dtype=np.float32) for key in ("x_train", "x_test"))
-    return Dataset(
-        name="mnist",
-        x_train=x_train,
-        y_train=arrays["y_train"].astype(np.int64),
-        x_test=x_test,
-        y_test=arrays["y_test"].astype(np.int64),
-        class_names=tuple(str(digit) for digit in range(10)),
-        lower=np.zeros((28, 28), np.float32),
-        upper=np.ones((28, 28), np.float32),
-    )
+    y_train, y_test = (arrays[key].astype(np.int64) for key in ("y_train", "y_test"))
+    return Dataset("mnist", x_train, y_train, x_test, y_test, class_names=tuple("0123456789"),
+                   lower=np.zeros((28, 28), np.float32), upper=np.ones((28, 28), np.float32))
 
 
 # ---------------------------------------------------------------------------------------------
-# CIFAR-10
+# CIFAR-10 (Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009)
 
 
 def _cifar10_labels(classes: Sequence[str]) -> tuple[int, ...]:
@@ -449,106 +409,49 @@ def _cifar10_labels(classes: Sequence[str]) -> tuple[int, ...]:
     return tuple(CIFAR10_CLASSES.index(name) for name in classes)
 
 
-@functools.lru_cache(maxsize=4)
-def _cifar10_from_tarball(path: str, stamp: tuple[int, int], labels: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """Images of the classes ``labels`` (sorted) from the python tarball, HWC, all exact."""
-    batches = {"train": [f"data_batch_{k}" for k in range(1, 6)], "test": ["test_batch"]}
+@_cached_by_file
+def _cifar10_from_tarball(path: str, labels: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Images of the classes ``labels`` from the verified python tarball, converted to HWC."""
     arrays = {}
     with tarfile.open(path, "r:gz") as tar:
-        for split, names in batches.items():
-            images, targets, indices, offset = [], [], [], 0
-            for name in names:
-                with tar.extractfile(f"cifar-10-batches-py/{name}") as file:
-                    batch = pickle.load(file, encoding="bytes")  # the md5 of the tarball was checked
-                data, batch_labels = np.asarray(batch[b"data"], np.uint8), np.asarray(batch[b"labels"], np.int64)
-                keep = np.flatnonzero(np.isin(batch_labels, labels))
-                images.append(data[keep].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-                targets.append(batch_labels[keep])
-                indices.append(offset + keep)
-                offset += len(batch_labels)
-            arrays[f"x_{split}"] = _readonly(np.ascontiguousarray(np.concatenate(images)))
-            arrays[f"y_{split}"] = _readonly(np.concatenate(targets))
-            arrays[f"idx_{split}"] = _readonly(np.concatenate(indices))
-            arrays[f"exact_{split}"] = _readonly(np.ones(len(arrays[f"y_{split}"]), bool))
-    return arrays
-
-
-def _save_npz_with_digest(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` (compressed npz) and its sha256 to ``path.sha256``, each atomically."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    content = buffer.getvalue()
-    _write_atomic(path, content)
-    _write_atomic(path.with_name(path.name + ".sha256"), hashlib.sha256(content).hexdigest().encode())
-
-
-def _write_atomic(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def _read_npz_with_digest(path: Path) -> dict[str, np.ndarray] | None:
-    """Arrays of a cache file written by :func:`_save_npz_with_digest`; None if it is not (fully) there."""
-    digest_path = path.with_name(path.name + ".sha256")
-    if not (path.is_file() and digest_path.is_file()):
-        return None
-    expected = digest_path.read_text().strip()
-    actual = _file_digest(str(path), _stamp(path), "sha256")
-    if actual != expected:
-        raise ChecksumError(
-            f"checksum mismatch for the cached file {path}: expected sha256 {expected} (from {digest_path.name}), "
-            f"got {actual}. Delete both files to rebuild them from {CIFAR10_TARBALL}"
-        )
-    return _read_npz(str(path), _stamp(path))
+        for split, names in (("train", [f"data_batch_{k}" for k in range(1, 6)]), ("test", ["test_batch"])):
+            # pickle is safe here: the tarball's md5 has passed
+            batches = [pickle.load(tar.extractfile(f"cifar-10-batches-py/{name}"), encoding="bytes")
+                       for name in names]
+            y = np.concatenate([batch[b"labels"] for batch in batches]).astype(np.int64)
+            keep = np.flatnonzero(np.isin(y, labels))
+            x = np.concatenate([batch[b"data"] for batch in batches])[keep].astype(np.uint8)
+            arrays |= {f"x_{split}": x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(),
+                       f"y_{split}": y[keep], f"idx_{split}": keep, f"exact_{split}": np.ones(len(keep), bool)}
+    return {key: _readonly(value) for key, value in arrays.items()}
 
 
 def _cifar10_arrays(source: _Source, labels: tuple[int, ...]) -> dict[str, np.ndarray]:
     """The images of ``labels`` with their original labels, indices and exactness flags."""
     labels = tuple(sorted(labels))
+    if source.download or (source.root / CIFAR10_TARBALL).is_file():
+        return _cifar10_from_tarball(_fetch(source, CIFAR10_TARBALL, "CIFAR-10"), labels)
     names = [CIFAR10_CLASSES[label] for label in labels]
-    if source.download:
-        cached = source.root / "cifar10" / f"{'_'.join(names)}.npz"
-        arrays = _read_npz_with_digest(cached)
-        if arrays is None:
-            tarball = _verified(source, CIFAR10_TARBALL, "CIFAR-10")
-            arrays = _cifar10_from_tarball(str(tarball), _stamp(tarball), labels)
-            _save_npz_with_digest(cached, arrays)
-        return arrays
-    if (source.root / CIFAR10_TARBALL).is_file():
-        tarball = _verified(source, CIFAR10_TARBALL, "CIFAR-10")
-        return _cifar10_from_tarball(str(tarball), _stamp(tarball), labels)
     if not set(names) <= {"airplane", "ship"}:
-        raise DataFileNotFoundError(
-            f"CIFAR-10 classes {names} need the full python tarball {CIFAR10_TARBALL}, which is not in "
-            f"{source.root} (the directory given by {source.origin}); {CIFAR10_NPZ} holds only airplanes and "
-            f"ships. Put {CIFAR10_TARBALL} there, or leave both data_dir and FLIPLIB_DATA unset to download it "
-            f"into the user cache {_cache_dir()}"
-        )
-    path = _verified(source, CIFAR10_NPZ, "CIFAR-10 airplanes and ships")
-    arrays = _read_npz(str(path), _stamp(path))
+        problem = (f"CIFAR-10 classes {names} need {CIFAR10_TARBALL} ({CIFAR10_NPZ} holds only "
+                   f"airplanes and ships); it is not")
+        raise _not_found(source, problem, CIFAR10_TARBALL)
+    arrays = _read_npz(_fetch(source, CIFAR10_NPZ, "CIFAR-10 airplanes and ships"))
     keep = {split: np.isin(arrays[f"y_{split}"], labels) for split in ("train", "test")}
     return {key: arrays[key][keep[key.rsplit("_", 1)[1]]] for key in arrays}
 
 
-def load_cifar10(*, classes: Sequence[str] = ("airplane", "ship"), dtype: str = "uint8", data_dir=None) -> Dataset:
-    """CIFAR-10 images of some classes (by default airplanes and ships, as in the papers).
+def load_cifar10(
+    *, classes: Sequence[str] = ("airplane", "ship"), dtype: str = "uint8", data_dir=None
+) -> Dataset:
+    """CIFAR-10 images (Krizhevsky, 2009) of some classes; by default airplanes and ships, as in the papers.
 
-    From a data directory (``data_dir=`` or ``$FLIPLIB_DATA``) the images come from the full
-    python tarball ``cifar-10-python.tar.gz`` if it is there (exact pixels), else from
-    ``cifar10_airplane_ship.npz``: all 10,000 + 2,000 airplane and ship images, of which only
-    1,645 + 215 have the exact canonical pixels and the rest are JPEG-decoded approximations
-    (``extras["exact_*"]`` says which); other classes then raise :class:`DataFileNotFoundError`.
-    In the user cache, the tarball is downloaded (md5-checked) and the subset, all exact, is
-    cached as ``cifar10/<classes>.npz``.
+    The images come from the python tarball ``cifar-10-python.tar.gz`` (exact pixels), which is
+    downloaded into the user cache.  A data directory (``data_dir=`` or ``$FLIPLIB_DATA``)
+    without the tarball must hold ``cifar10_airplane_ship.npz``, in which only some images have
+    the exact canonical pixels and the rest are JPEG-decoded approximations (``extras["exact_*"]``
+    says which; see the data folder's README); other classes then raise
+    :class:`DataFileNotFoundError`.
 
     Parameters
     ----------
@@ -577,30 +480,24 @@ def load_cifar10(*, classes: Sequence[str] = ("airplane", "ship"), dtype: str = 
     def pixels(x: np.ndarray) -> np.ndarray:
         return np.divide(x, np.float32(255), dtype=np.float32) if dtype == "float32" else x.copy()
 
-    top = 1 if dtype == "float32" else 255
     return Dataset(
-        name="cifar10",
-        x_train=pixels(arrays["x_train"]),
-        y_train=new_label[arrays["y_train"]],
-        x_test=pixels(arrays["x_test"]),
-        y_test=new_label[arrays["y_test"]],
-        class_names=tuple(classes),
-        lower=np.zeros((32, 32, 3), dtype),
-        upper=np.full((32, 32, 3), top, dtype),
+        "cifar10", pixels(arrays["x_train"]), new_label[arrays["y_train"]], pixels(arrays["x_test"]),
+        new_label[arrays["y_test"]], class_names=tuple(classes), lower=np.zeros((32, 32, 3), dtype),
+        upper=np.full((32, 32, 3), 1 if dtype == "float32" else 255, dtype),
         extras={key: arrays[key].copy() for key in ("idx_train", "idx_test", "exact_train", "exact_test")},
     )
 
 
 # ---------------------------------------------------------------------------------------------
-# UCI Adult (sec. 5.2)
+# UCI Adult (Becker & Kohavi, UCI repository, 1996), encoded as in sec. 5.2
 
 
-@functools.lru_cache(maxsize=4)
-def _read_adult_table(path: str, stamp: tuple[int, int], skip_first_line: bool) -> pd.DataFrame:
+@_cached_by_file
+def _read_adult_table(path: str, skip_first_line: bool) -> pd.DataFrame:
     """All records of an Adult file, missing values ('?') as NaN, labels without the trailing '.'."""
     table = pd.read_csv(
-        path, header=None, names=list(ADULT_COLUMNS), skipinitialspace=True, skiprows=int(skip_first_line),
-        na_values=["?"], keep_default_na=False,
+        path, header=None, names=list(ADULT_COLUMNS), skipinitialspace=True,
+        skiprows=int(skip_first_line), na_values=["?"], keep_default_na=False,
     )
     table["income"] = table["income"].str.rstrip(".")
     unknown = set(table["income"]) - {"<=50K", ">50K"}
@@ -654,25 +551,16 @@ def _adult_decoder(feature_names: tuple[str, ...], groups: dict[str, np.ndarray]
 
 
 def load_adult(*, data_dir=None) -> Dataset:
-    """UCI Adult income, encoded as in sec. 5.2 of the paper.
+    """UCI Adult income (Becker & Kohavi, 1996), encoded as in sec. 5.2 of the paper.
 
     ``adult.data`` is the training split and ``adult.test`` the test split (its first line is
     skipped and the '.' after its labels removed).  Records with a missing value ('?') are
-    dropped: 30,162 of 32,561 training and 15,060 of 16,281 test records remain.
-
-    The six continuous variables (age, fnlwgt, education-num, capital-gain, capital-loss,
-    hours-per-week) are scaled to 0-100 by the upper bounds 100, 2e6, 20, 2e5, 1e4 and 120
-    (:data:`ADULT_UPPER`), and clipped to [0, 100]; in the canonical files no value exceeds its
-    bound, so nothing is clipped.  Each of the eight categorical variables (workclass,
-    education, marital-status, occupation, relationship, race, sex, native-country) is one-hot
-    encoded, with its categories taken from the training data in sorted order.  Features keep
-    the order of the columns in the file, each categorical variable expanded in place.
-
-    This gives **104 features**: 6 continuous plus 7 + 16 + 7 + 14 + 6 + 5 + 2 + 41 = 98 one-hot.
-    The paper's network has 107 inputs (Table B1), and the paper does not say how it got them.
-    Keeping '?' as a category of its own instead of dropping records would give 108 (workclass
-    9: '?' and 'Never-worked', whose records all lack the occupation; occupation 15;
-    native-country 42).  'education' and 'education-num' carry the same information.
+    dropped.  The six continuous variables are scaled to 0-100 by the upper bounds of
+    :data:`ADULT_UPPER` and clipped to [0, 100]; each of the eight categorical variables is
+    one-hot encoded, with its categories taken from the training data in sorted order.  Features
+    keep the order of the columns in the file, each categorical variable expanded in place.
+    This gives 104 features; the paper's network has 107 inputs (Table B1) and the paper does
+    not say how it encoded them.
 
     Parameters
     ----------
@@ -690,33 +578,25 @@ def load_adult(*, data_dir=None) -> Dataset:
         :meth:`Dataset.decode` gives original units and category names.
     """
     source = _source(data_dir)
-    paths = [_verified(source, name, "UCI Adult") for name in ADULT_FILES]
-    train = _read_adult_table(str(paths[0]), _stamp(paths[0]), skip_first_line=False).dropna()
-    test = _read_adult_table(str(paths[1]), _stamp(paths[1]), skip_first_line=True).dropna()
+    paths = [_fetch(source, name, "UCI Adult") for name in ADULT_FILES]
+    train = _read_adult_table(paths[0], False).dropna()
+    test = _read_adult_table(paths[1], True).dropna()
     feature_names, groups, categories = _adult_layout(train)
-    is_continuous = np.array([name in ADULT_UPPER for name in feature_names])
+    x_train, x_test = (_encode_adult(table, categories) for table in (train, test))
+    y_train, y_test = ((table["income"] == ">50K").to_numpy(np.int64) for table in (train, test))
     return Dataset(
-        name="adult",
-        x_train=_encode_adult(train, categories),
-        y_train=(train["income"] == ">50K").to_numpy(np.int64),
-        x_test=_encode_adult(test, categories),
-        y_test=(test["income"] == ">50K").to_numpy(np.int64),
-        class_names=("<=50K", ">50K"),
-        feature_names=feature_names,
-        lower=np.zeros(len(feature_names)),
-        upper=np.where(is_continuous, 100.0, 1.0),
-        groups=groups,
+        "adult", x_train, y_train, x_test, y_test, class_names=("<=50K", ">50K"),
+        feature_names=feature_names, lower=np.zeros(len(feature_names)),
+        upper=np.array([100.0 if name in ADULT_UPPER else 1.0 for name in feature_names]), groups=groups,
         extras={"idx_train": train.index.to_numpy(np.int64), "idx_test": test.index.to_numpy(np.int64)},
         decoder=_adult_decoder(feature_names, groups, categories),
     )
 
 
 # ---------------------------------------------------------------------------------------------
-# Wisconsin breast cancer (sec. 5.3)
+# Wisconsin diagnostic breast cancer (Street, Wolberg & Mangasarian, 1993), encoded as in sec. 5.3
 
-_WBCD_MEAN = slice(0, 10)
-_WBCD_ERROR = slice(10, 20)
-_WBCD_WORST = slice(20, 30)
+_WBCD_MEAN, _WBCD_ERROR, _WBCD_WORST = slice(0, 10), slice(10, 20), slice(20, 30)
 
 
 def _wbcd_ratios(raw: np.ndarray) -> np.ndarray:
@@ -737,24 +617,35 @@ def _wbcd_decoder(feature_names: tuple[str, ...], low: np.ndarray, high: np.ndar
     return decode
 
 
+def _check_test_size(test_size, y: np.ndarray) -> None:
+    """A ValueError unless ``test_size`` is a fraction giving both splits every class (as sklearn counts)."""
+    if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real) or not 0 < test_size < 1:
+        raise ValueError(f"test_size of load_wbcd must be a fraction strictly between 0 and 1, got {test_size!r}")
+    n_classes, n_test = len(np.unique(y)), math.ceil(test_size * len(y))
+    n_train = math.floor((1 - test_size) * len(y))
+    if min(n_test, n_train) < n_classes:
+        raise ValueError(
+            f"test_size of load_wbcd must leave at least {n_classes} samples (one per class) in each "
+            f"split of the {len(y)} samples; {test_size!r} gives {n_train} training and {n_test} test samples"
+        )
+
+
 def load_wbcd(*, test_size: float = 0.2, seed: int = 0) -> Dataset:
-    """Wisconsin diagnostic breast cancer data (sklearn's copy), encoded as in sec. 5.3.
+    """Wisconsin diagnostic breast cancer data (sklearn's copy of the UCI data), encoded as in sec. 5.3.
 
     569 samples, 30 features: 10 means, their 10 standard errors and the 10 worst values.
-    Each standard error is divided by its mean feature (the 13 samples with a mean concavity or
-    mean concave points of 0 have a standard error of 0 there too; their ratio is set to 0).
-    The mean and worst features are min-max normalised to [0, 1] over the whole data set,
+    Each standard error is divided by its mean feature (0 where the mean, and so the error, is
+    0).  The mean and worst features are min-max normalised to [0, 1] over the whole data set,
     before the split.  The split is stratified, ``test_size`` of the data for testing, drawn
     with ``seed``; both splits are kept in the original order.
 
     Bounds: ``lower`` 0 for every feature (all measurements are nonnegative); ``upper`` 1 for
-    the mean and worst features and ``inf`` for the ratios, which have no natural upper bound
-    (the largest in the data is 1.0, for concavity and concave points).
+    the mean and worst features and ``inf`` for the ratios, which have no natural upper bound.
 
     Parameters
     ----------
     test_size : float
-        Fraction of the samples in the test split.
+        Fraction of the samples in the test split, strictly between 0 and 1.
     seed : int
         Seed of the random split.
 
@@ -771,6 +662,7 @@ def load_wbcd(*, test_size: float = 0.2, seed: int = 0) -> Dataset:
 
     data = load_breast_cancer()
     raw, y = data.data.astype(np.float64), data.target.astype(np.int64)
+    _check_test_size(test_size, y)
     feature_names = tuple(str(name) for name in data.feature_names)
     low, high = np.zeros(raw.shape[1]), np.ones(raw.shape[1])
     for part in (_WBCD_MEAN, _WBCD_WORST):
@@ -782,15 +674,8 @@ def load_wbcd(*, test_size: float = 0.2, seed: int = 0) -> Dataset:
     upper = np.ones(raw.shape[1])
     upper[_WBCD_ERROR] = np.inf
     return Dataset(
-        name="wbcd",
-        x_train=x[idx_train],
-        y_train=y[idx_train],
-        x_test=x[idx_test],
-        y_test=y[idx_test],
-        class_names=tuple(str(name) for name in data.target_names),
-        feature_names=feature_names,
-        lower=np.zeros(raw.shape[1]),
-        upper=upper,
-        extras={"idx_train": idx_train, "idx_test": idx_test},
+        "wbcd", x[idx_train], y[idx_train], x[idx_test], y[idx_test],
+        class_names=tuple(str(name) for name in data.target_names), feature_names=feature_names,
+        lower=np.zeros(raw.shape[1]), upper=upper, extras={"idx_train": idx_train, "idx_test": idx_test},
         decoder=_wbcd_decoder(feature_names, low, high),
     )

@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
+from . import sqp
 from .model import ERF_SLOPE
-from .params import NetworkParams
+from .params import NetworkParams, forward
 
-__all__ = ["HomotopyStart", "erf_gamma", "transform_erf", "transform_prelu", "flip_bias", "interpolate", "original"]
+__all__ = [
+    "HomotopyStart", "Path", "erf_gamma", "transform_erf", "transform_prelu", "flip_bias", "interpolate", "original",
+    "transform", "follow_path",
+]
 
 
 @dataclass(frozen=True)
@@ -196,3 +202,84 @@ def interpolate(params: NetworkParams, start: HomotopyStart, t: tf.Tensor, *, sc
         scales = [(1.0 - t) * s_h + t * s_n for s_h, s_n in zip(start.scales, params.scales)]
     bias = (1.0 - t) * start.output_bias + t * params.biases[-1]
     return scales, bias
+
+
+def transform(params: NetworkParams, x0: np.ndarray, src: np.ndarray, tgt: np.ndarray, *, tau: float,
+              margin: float) -> HomotopyStart:
+    """The easy network ``N^h`` of each problem: Algorithm 1 (erf) or F2 (PReLU), and line 13."""
+    x0_t = tf.constant(x0)
+    if params.activation == "erf":
+        scales = transform_erf(params, x0_t, tau)
+    else:
+        scales = transform_prelu(params, x0_t, tau)
+    logits = forward(params, x0_t, scales=scales).logits
+    bias = params.biases[-1] + flip_bias(logits, tf.constant(src), tf.constant(tgt), margin)
+    return HomotopyStart(scales=scales, output_bias=bias)
+
+
+class Path(NamedTuple):
+    """What :func:`follow_path` returns, one row per problem."""
+
+    final: sqp.FinalStage  # F on the original network, from the path's last flip point
+    n_steps: np.ndarray  # accepted homotopy steps
+    stages: list  # with ``record``: per accepted step, (problem indices, t, flip points, Jacobian evaluations so far)
+
+
+def follow_path(params: NetworkParams, step_fn, problems: sqp.Problems, *, eta: int, adaptive: bool, tau: float,
+                schedule: str, margin: float, path_tol: float, inner_iter: int, gap_tol: float, xtol: float,
+                max_iter: int, record: bool = False) -> Path:
+    """Algorithm 2 (Algorithm F3 for PReLU networks) for a batch, with the adaptive steps of App. D.5.
+
+    Each problem walks its own path from ``N^h`` (where ``x`` is a flip point) to ``N``; every
+    round advances every unfinished path by one step of its own length, so one compiled SQP
+    step serves problems at different ``t``.  With ``adaptive``, a step whose flip point is not
+    found within ``inner_iter`` iterations is retreated from and halved, a successful one
+    doubles the next; after too many halvings (below ``1 / (eta 2^8)``) the path is given up
+    and the original network is solved from the last flip point (App. D.4).
+    """
+    n = len(problems.x0)
+    start = transform(params, problems.x0, problems.src, problems.tgt, tau=tau, margin=margin)  # line 1
+    state = sqp.initial_state(problems, params.n_classes)  # line 2: x_hat^0 = x, a flip point of N^h
+    t, h = np.zeros(n), np.full(n, 1.0 / eta)
+    n_steps, n_jac, stages = np.zeros(n, np.int64), np.zeros(n, np.int64), []
+    h_min = 1.0 / (eta * 2.0**8)  # eight halvings of the first step: the path is given up
+    for _ in range(2 * eta * (1 + 8 * adaptive)):  # line 3: for k = 1, ..., eta (adaptive: until t = 1)
+        t_try = np.where(1.0 - (t + h) <= 1e-12, 1.0, np.minimum(1.0, t + h))  # line 4: t = k / eta
+        on_path = np.flatnonzero(t_try < 1.0)
+        if on_path.size == 0:
+            break
+        scales, bias = interpolate(params, _take(start, on_path), t_try[on_path], schedule=schedule)  # line 5
+        sub = problems.take(on_path)
+        stage_state = sqp.SQPState(*(np.asarray(a)[on_path] for a in state))
+        stage_state, found, jac = sqp.solve_stage(params, step_fn, sub, stage_state, sqp.StageNetwork(tuple(scales), bias),
+                                                  margin=margin, path_tol=path_tol, inner_iter=inner_iter)  # line 6
+        n_jac[on_path] += jac
+        accept = found | (not adaptive)
+        state = _update(state, on_path, stage_state, accept, params.activation == "prelu", problems)
+        ok, back = on_path[accept], on_path[~accept]
+        t[ok], n_steps[ok] = t_try[ok], n_steps[ok] + 1
+        if record:
+            stages.append((ok, t[ok].copy(), state.x[ok].copy(), n_jac[ok].copy()))
+        if adaptive:  # App. D.5
+            h[ok] = np.minimum(2.0 * h[ok], 1.0 - t[ok])
+            h[back] *= 0.5
+            t[back[h[back] < h_min]] = 1.0  # give up the path: next, the original network
+    final = sqp.solve_final(params, step_fn, problems, state, margin=margin, gap_tol=gap_tol, xtol=xtol,
+                            max_iter=max_iter, watchdog=params.activation == "prelu")  # line 6, k = eta
+    return Path(final=final._replace(n_jac=final.n_jac + n_jac), n_steps=n_steps, stages=stages)
+
+
+def _take(start: HomotopyStart, idx) -> HomotopyStart:
+    return HomotopyStart(scales=[tf.gather(s, idx) for s in start.scales], output_bias=tf.gather(start.output_bias, idx))
+
+
+def _update(state: sqp.SQPState, idx, stage_state: sqp.SQPState, accept, reset_radius: bool, problems):
+    """Write a stage's state back: accepted problems keep their new flip point, retreating ones
+    return to the last one (``x_prev`` holds no flip point for them); both start a new stage."""
+    arrays = [np.array(a) for a in state]
+    for a, v in zip(arrays, stage_state):
+        a[idx] = v
+    x = arrays[0]
+    back = idx[~accept]
+    x[back] = np.asarray(state.x)[back]
+    return sqp.new_stage(sqp.SQPState(*arrays), idx, reset_radius=reset_radius, radius0=sqp.trust_radius0(problems))

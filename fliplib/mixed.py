@@ -26,8 +26,9 @@ the second term being the *categorical cost* of ``a`` (2 per changed group when 
    ``beam_width - 1`` most raised others of each group, by increasing number of changed groups
    (the most raised first within a number), capped at ``max_assignments``.  Each candidate
    gets a cheap *estimate* of its squared distance: its categorical cost plus the squared
-   linearised distance ``|c(x_a)| / ||grad c||`` of ``x_a`` to the boundary
-   ``c = z_i - z_j = 0`` (one batched Jacobian evaluation).
+   linearised distance ``|c(x_a)| / ||grad c||_{W^-1}`` of ``x_a`` to the boundary
+   ``c = z_i - z_j = 0`` over the free features (:func:`fliplib.boundary.taylor_distance`,
+   one batched Jacobian evaluation).
 3. **Continuous part.** Candidates are solved in rounds, the best-estimated ones of every
    input in one batched solver call per round (``round_size`` per input in the first round,
    twice as many in each next one), with the categorical features fixed and the
@@ -44,12 +45,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from tqdm.auto import tqdm
 
-from .flip import STATUS_MESSAGES, FlipResult, closest_flip_points, flip_evidence, status_from_evidence
-from .jacobian import logit_jacobian
-from .params import forward, network_params
+from ._checks import as_bounds, as_mask, check_feature_weights, check_points, check_within_bounds, positive_int
+from .boundary import taylor_distance
+from .flip import FlipResult, closest_flip_points, flip_evidence
+from .options import FlipOptions
+from .params import network_params
 
 __all__ = ["MixedFlipResult", "mixed_flip_points", "one_hot_violation"]
 
@@ -72,8 +74,10 @@ class MixedFlipResult:
         candidate.
     group_names : tuple of str
         The groups, in the order of the columns of ``assignment``.
-    assignment, initial_assignment : ndarray of int, shape (n, n_groups)
-        Position, within each group, of the category of the flip point and of the input.
+    assignment : ndarray of int, shape (n, n_groups)
+        Position, within each group, of the category of the flip point.
+    initial_assignment : ndarray of int, shape (n, n_groups)
+        Position, within each group, of the category of the input.
     categorical_cost : ndarray, shape (n,)
         The categorical part of ``distance**2``.
     n_candidates : ndarray of int, shape (n,)
@@ -175,19 +179,6 @@ def _check_group_names(kind: str, requested, names: tuple[str, ...]) -> set[str]
     return requested
 
 
-def _bounds(name: str, value, n: int, d: int, default: float) -> np.ndarray:
-    """``lower`` or ``upper`` as an (n, d) array: a scalar, one row for all inputs, or one per input."""
-    if value is None:
-        return np.full((n, d), default)
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim != 0 and arr.shape not in ((d,), (n, d)):
-        raise ValueError(f"{name} must be a scalar, shape ({d},) or ({n}, {d}); got {arr.shape}")
-    arr = np.broadcast_to(arr, (n, d)).copy()
-    if np.any(np.isnan(arr)):
-        raise ValueError(f"{name} holds NaN values")
-    return arr
-
-
 def _current_categories(x: np.ndarray, indices) -> np.ndarray:
     """Category position per input and group; raises unless every group is exactly one-hot."""
     current = np.empty((len(x), len(indices)), dtype=np.int64)
@@ -231,22 +222,6 @@ def _interior_start(x, lo, hi, movable):
     finite = np.isfinite(lo) & np.isfinite(hi) & (hi > lo) & movable
     step = np.where(finite, INTERIOR_STEP * np.where(finite, hi - lo, 0.0), 0.0)
     return np.where(finite, np.clip(x, lo + step, hi - step), x)
-
-
-def _linearised_distance(params, x, src, tgt, free, w) -> np.ndarray:
-    """``|c(x)| / ||grad c(x)||_{W^-1}`` over the free features, ``c = z_i - z_j``: a first-order
-    estimate of the distance to the boundary (inf where the gradient vanishes)."""
-    out = np.empty(len(x))
-    for start in range(0, len(x), 2048):
-        sl = slice(start, start + 2048)
-        logits = forward(params, tf.constant(x[sl])).logits.numpy()
-        jac = logit_jacobian(params, x[sl])
-        rows = np.arange(len(logits))
-        c = logits[rows, src[sl]] - logits[rows, tgt[sl]]
-        grad = (jac[rows, src[sl]] - jac[rows, tgt[sl]]) * free[sl]
-        norm = np.sqrt(np.sum(grad**2 / w, axis=1))
-        out[sl] = np.where(norm > 0, np.abs(c) / np.maximum(norm, 1e-300), np.inf)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,6 +278,24 @@ def _next_round(inputs, estimate, eligible, quota) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+def _candidates(relaxed_ok, v_all, x, current, indices, allowed, names, change_groups, *, beam_width: int,
+                move_tol: float | None, max_assignments: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate assignments of every input, flattened: the input each belongs to, and its category per group."""
+    owner, chosen = [], []
+    for i in range(len(x)):
+        tol_i = move_tol if move_tol is not None and relaxed_ok[i] else -1.0  # -1: the shortcut is off
+        options = [
+            _group_options(v_all[i, idx], x[i, idx], current[i, g], allowed[g][i], beam_width=beam_width,
+                           must_change=names[g] in change_groups, move_tol=tol_i)
+            for g, idx in enumerate(indices)
+        ]
+        found = _assignments(options, current[i], max_assignments=max_assignments)
+        owner.extend([i] * len(found))
+        chosen.extend(found)
+    owner = np.asarray(owner, dtype=np.int64)
+    return owner, np.asarray(chosen, dtype=np.int64).reshape(len(owner), len(indices))
+
+
 def mixed_flip_points(
     model,
     x,
@@ -322,7 +315,9 @@ def mixed_flip_points(
     round_size: int = 4,
     move_tol: float | None = 1e-3,
     progress: bool = False,
-    **solver_options,
+    method: str = "homotopy",
+    search: str = "global",
+    options: FlipOptions | dict | None = None,
 ) -> MixedFlipResult:
     """Closest flip points whose one-hot groups stay exactly one-hot (sec. 5.2 of the 2019 paper).
 
@@ -367,12 +362,21 @@ def mixed_flip_points(
         category (unless it must change); None tries the beam in every group.
     progress : bool
         Show a progress bar over rounds.
-    **solver_options
-        Passed to :func:`fliplib.closest_flip_points` (``method``, ``margin``, ``max_iter``, ...).
+    method, search, options
+        Passed to :func:`fliplib.closest_flip_points` for every continuous solve (the
+        tunables are :class:`fliplib.FlipOptions`).
 
     Returns
     -------
     MixedFlipResult
+
+    Raises
+    ------
+    TypeError
+        If ``x``, ``lower`` or ``upper`` do not hold real numbers, or ``fixed`` is not boolean.
+    ValueError
+        If a shape is wrong, ``x`` is ragged or not finite, an input is not exactly one-hot in a
+        group, or a continuous feature lies outside its bounds (naming the input and feature).
 
     Notes
     -----
@@ -399,37 +403,30 @@ def mixed_flip_points(
       is False only for the ``max_solved`` cut).
     """
     params = network_params(model)
+    opts = FlipOptions.from_any(options)
+    solver = dict(method=method, search=search, options=opts)
     names, indices = _check_groups(groups, params.n_features)
     fixed_groups = _check_group_names("fixed_groups", fixed_groups, names)
     change_groups = _check_group_names("change_groups", change_groups, names)
     if fixed_groups & change_groups:
         raise ValueError(f"groups {sorted(fixed_groups & change_groups)} cannot be both fixed and forced to change")
-    for option, value in (("beam_width", beam_width), ("max_assignments", max_assignments),
-                          ("round_size", round_size), ("max_solved", 1 if max_solved is None else max_solved)):
-        if not (isinstance(value, (int, np.integer)) and value >= 1):
-            raise ValueError(f"{option} must be a positive integer, got {value!r}")
+    for option, value in (("beam_width", beam_width), ("max_assignments", max_assignments), ("round_size", round_size)):
+        positive_int(option, value)
+    if max_solved is not None:
+        positive_int("max_solved", max_solved)
     if np.ndim(target) > 1 or isinstance(target, str):
         raise ValueError("target must be a class index or one class index per input")
 
-    x = np.asarray(x, dtype=np.float64)
-    x = x[None] if x.ndim == 1 else x
-    if x.ndim != 2 or x.shape[1] != params.n_features:
-        raise ValueError(f"x must have shape (n, {params.n_features}) for this network, got {x.shape}")
+    x = check_points("x", x, params.n_features)
     n, d = x.shape
     categorical = np.zeros(d, dtype=bool)
     categorical[np.concatenate(indices)] = True
-    lo = np.where(categorical, 0.0, _bounds("lower", lower, n, d, -np.inf))
-    hi = np.where(categorical, 1.0, _bounds("upper", upper, n, d, np.inf))
-    fix = np.zeros((n, d), dtype=bool)
-    if fixed is not None:
-        mask = np.asarray(fixed)
-        if mask.dtype != bool or mask.shape not in ((d,), (n, d)):
-            raise ValueError(f"fixed must be a boolean mask of shape ({d},) or ({n}, {d})")
-        fix |= mask
-    w = np.ones(d) if feature_weights is None else np.asarray(feature_weights, dtype=np.float64)
-    if w.shape != (d,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
-        raise ValueError(f"feature_weights must be {d} positive finite numbers")
+    lo = np.where(categorical, 0.0, as_bounds("lower", lower, n, d, -np.inf))
+    hi = np.where(categorical, 1.0, as_bounds("upper", upper, n, d, np.inf))
+    fix = as_mask("fixed", fixed, n, d).copy()
+    w = check_feature_weights(feature_weights, d)
     current = _current_categories(x, indices)
+    x = check_within_bounds(x, lo, hi)  # the continuous features (the one-hot ones lie in [0, 1])
     allowed = _allowed_categories(current, indices, fix, names, fixed_groups, change_groups)
 
     # 1. The relaxation: one-hot features free in [0, 1] where the category is allowed.
@@ -439,25 +436,14 @@ def mixed_flip_points(
         relax_fixed[:, idx] = (~ok & (x[:, idx] == 0.0)) | kept[:, None]
     relaxed = closest_flip_points(
         params, _interior_start(x, lo, hi, ~relax_fixed), target, source=source, lower=lo, upper=hi,
-        fixed=relax_fixed, feature_weights=feature_weights, **solver_options,
+        fixed=relax_fixed, feature_weights=feature_weights, **solver,
     )
     src, tgt = relaxed.source, relaxed.target
     v_all = np.where(np.isfinite(relaxed.x), relaxed.x, x)
 
     # 2. Candidate assignments, flattened over the inputs, with their estimates.
-    owner, chosen = [], []
-    for i in range(n):
-        tol_i = move_tol if move_tol is not None and relaxed.success[i] else -1.0  # -1: the shortcut is off
-        options = [
-            _group_options(v_all[i, idx], x[i, idx], current[i, g], allowed[g][i], beam_width=beam_width,
-                           must_change=names[g] in change_groups, move_tol=tol_i)
-            for g, idx in enumerate(indices)
-        ]
-        found = _assignments(options, current[i], max_assignments=max_assignments)
-        owner.extend([i] * len(found))
-        chosen.extend(found)
-    owner = np.asarray(owner, dtype=np.int64)
-    chosen = np.asarray(chosen, dtype=np.int64).reshape(len(owner), len(indices))
+    owner, chosen = _candidates(relaxed.success, v_all, x, current, indices, allowed, names, change_groups,
+                                beam_width=beam_width, move_tol=move_tol, max_assignments=max_assignments)
     starts = x[owner].copy()
     cost = np.zeros(len(owner))
     for g, idx in enumerate(indices):
@@ -466,7 +452,9 @@ def mixed_flip_points(
         changed = chosen[:, g] != current[owner, g]
         cost += np.where(changed, w[idx[chosen[:, g]]] + w[idx[current[owner, g]]], 0.0)
     movable = ~(fix[owner] | categorical)
-    estimate = cost + _linearised_distance(params, starts, src[owner], tgt[owner], movable, w) ** 2
+    linearised, _ = taylor_distance(params, starts, source=src[owner], target=tgt[owner], fixed=~movable,
+                                    feature_weights=w)
+    estimate = cost + linearised**2
 
     # 3-4. Rounds of batched continuous solves, pruned by the categorical cost.
     best_d2 = np.full(n, np.inf)
@@ -489,7 +477,7 @@ def mixed_flip_points(
             res = closest_flip_points(
                 params, _interior_start(starts[batch], lo[rows], hi[rows], movable[batch]), tgt[rows],
                 source=src[rows], lower=lo[rows], upper=hi[rows], fixed=~movable[batch],
-                feature_weights=feature_weights, **solver_options,
+                feature_weights=feature_weights, **solver,
             )
             x_hat[batch] = res.x
             solved[batch] = True
@@ -512,19 +500,12 @@ def mixed_flip_points(
         pick[i] = tried[np.argmin(estimate[tried])]
     x_final = x_hat[pick]
     held = fix | categorical
-    margin = solver_options.get("margin", 1e-3)
     ev = flip_evidence(params, starts[pick], x_final, src, tgt, lower=lo, upper=hi, fixed=held,
-                       feature_weights=feature_weights, margin=margin)
+                       feature_weights=feature_weights, margin=opts.margin)
     ev["distance"] = np.sqrt(np.sum(w * (x_final - x) ** 2, axis=1))
-    status = status_from_evidence(ev, gap_tol=solver_options.get("gap_tol", 1e-6),
-                                  opt_tol=solver_options.get("opt_tol", 1e-3))
-    flip = FlipResult(
-        x=x_final, distance=ev["distance"], success=status <= 1, status=status,
-        message=np.array([STATUS_MESSAGES[s] for s in status], dtype=object), source=src, target=tgt,
-        logit_gap=ev["logit_gap"], min_margin=ev["min_margin"], bound_violation=ev["bound_violation"],
-        optimality=ev["optimality"], n_jacobian_evals=n_jac, n_homotopy_steps=n_steps,
-        method=solver_options.get("method", "homotopy"),
-    )
+    flip = FlipResult.from_evidence(x_final, ev, source=src, target=tgt, n_jacobian_evals=n_jac,
+                                    n_homotopy_steps=n_steps, method=method, gap_tol=opts.gap_tol,
+                                    opt_tol=opts.opt_tol)
     return MixedFlipResult(
         flip=flip, group_names=names, assignment=chosen[pick], initial_assignment=current,
         categorical_cost=cost[pick], n_candidates=np.bincount(owner, minlength=n), n_solved=n_solved,

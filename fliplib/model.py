@@ -8,13 +8,14 @@ width ``sigma_k`` per layer; the output layer is linear (eq. 9) and the models r
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 from keras import ops
 
-from ._checks import positive_int, positive_number
+from ._checks import numbers, positive_int, positive_number
 
 __all__ = [
     "Erf",
@@ -200,6 +201,8 @@ def train(
         Keras' verbosity (0: silent).
     """
     x, y = _training_data(model, x, y)
+    if len(x) == 0:
+        raise ValueError("x holds no training inputs (shape (0, n_features)): there is nothing to train on")
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise ValueError("validation_data must be a pair (x, y)")
@@ -243,13 +246,11 @@ def _points(model: keras.Model, x, name: str = "x") -> np.ndarray:
     if not isinstance(model, keras.Model):
         raise TypeError(f"expected a keras.Model, got {type(model).__name__}")
     n_features = model.input_shape[-1]
-    x = np.asarray(x)
+    x = numbers(name, x)
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2 or x.shape[1] != n_features:
-        raise ValueError(f"{name} must have shape (n, {n_features}), got {np.shape(x)}")
-    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
-        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+        raise ValueError(f"{name} must have shape (n, {n_features}), got {x.shape}")
     with np.errstate(over="ignore"):  # too large for float32: reported just below
         x = x.astype("float32")
     if not np.all(np.isfinite(x)):
@@ -270,8 +271,25 @@ def predict_proba(model: keras.Model, x: np.ndarray, *, batch_size: int = 4096) 
 
 
 def load_model(path) -> keras.Model:
-    """Load a network saved with ``model.save(path)`` (``.keras`` format)."""
-    return keras.saving.load_model(path, compile=False)
+    """Load a network saved with ``model.save(path)`` (``.keras`` format).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    ValueError
+        If the file is not a readable Keras model (corrupt, truncated, or another format);
+        the error names the path and keeps Keras' own message as its cause.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no model file at {str(path)!r}")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as err:  # Keras reports a corrupt archive as "File not found" or worse
+        raise ValueError(
+            f"{str(path)!r} is not a readable Keras model (a .keras file saved by model.save): "
+            f"{type(err).__name__}: {err}"
+        ) from err
 
 
 #: The derivative of erf at 0 is 2/sqrt(pi); used by the homotopy and the Lipschitz bounds.

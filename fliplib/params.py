@@ -2,22 +2,39 @@
 
 The solvers never touch Keras internals: they work on :class:`NetworkParams`, the weights
 ``W_k``, biases ``b_k`` and activation parameters (``sigma_k`` of eq. 8 or ``alpha_k`` of eq. 17)
-as float64 tensors.  The forward pass accepts **per-sample** activation parameters (per layer
-or per neuron, as Algorithm 1 lines 5-10 need) and a per-sample output bias (line 13), so that
-a whole batch of points, each on its own homotopy path, is evaluated in one call.
+as float64 tensors.  The forward pass :func:`forward` accepts **per-sample** activation
+parameters (per layer or per neuron, as Algorithm 1 lines 5-10 need) and a per-sample output
+bias (line 13), so that a whole batch of points, each on its own homotopy path, is evaluated in
+one call.
+
+The same network in plain NumPy, for the many small evaluations where TensorFlow's per-call
+overhead dominates and for checks independent of TensorFlow: :class:`NumpyNetwork` (eqs. 7-10
+and 17), the margin :func:`logit_margin` and the bisection :func:`bisect_boundary` onto the
+decision boundary along segments.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import keras
 import numpy as np
+import scipy.special
 import tensorflow as tf
 
 from .model import ERF_SLOPE, Erf, ScalarPReLU
 
-__all__ = ["NetworkParams", "network_params", "forward", "Forward"]
+__all__ = [
+    "NetworkParams",
+    "network_params",
+    "forward",
+    "Forward",
+    "NumpyNetwork",
+    "numpy_network",
+    "logit_margin",
+    "bisect_boundary",
+]
 
 _SKIPPED_LAYERS = (keras.layers.InputLayer, keras.layers.Dropout)
 
@@ -77,6 +94,37 @@ def _dense_weights(layer) -> tuple[np.ndarray, np.ndarray]:
     return kernel, bias
 
 
+#: The smallest erf width accepted: the smallest normal float64.  Below it ``1 / sigma``
+#: overflows, and eq. 8's ``a / sigma`` and its derivative are no longer numbers.
+MIN_ERF_WIDTH = float(np.finfo(np.float64).tiny)
+
+
+def _check_precision(layer) -> None:
+    """Refuse a layer that computes in less than single precision (e.g. Keras' ``mixed_float16``)."""
+    policy = getattr(layer, "dtype_policy", None)
+    compute = getattr(policy, "compute_dtype", None) or getattr(layer, "compute_dtype", None)
+    if compute is not None and str(compute) not in ("float32", "float64"):
+        raise TypeError(
+            f"layer {layer.name!r} computes in {compute} (dtype policy {getattr(policy, 'name', policy)!r}); "
+            "fliplib needs a network whose layers compute in float32 or float64, since its flip points "
+            "are ties of the logits to 1e-6: build it under the 'float32' policy "
+            "(keras.mixed_precision.set_dtype_policy('float32'))"
+        )
+
+
+def _activation_parameter(layer, kind: str) -> float:
+    """``sigma_k`` (eq. 8) or ``alpha_k`` (eq. 17) of a layer, refusing what the formulas cannot use."""
+    value = float(layer.sigma.numpy() if kind == "erf" else layer.alpha.numpy())
+    if kind == "erf" and not (math.isfinite(value) and value >= MIN_ERF_WIDTH):
+        raise ValueError(
+            f"layer {layer.name!r}: the erf width sigma must be a positive finite number of at least "
+            f"{MIN_ERF_WIDTH:.3g} (eq. 8 divides by it), got {value!r}"
+        )
+    if kind == "prelu" and not math.isfinite(value):
+        raise ValueError(f"layer {layer.name!r}: the PReLU slope alpha must be a finite number, got {value!r}")
+    return value
+
+
 def network_params(model) -> NetworkParams:
     """Read the float64 parameter view of an erf or PReLU network.
 
@@ -89,7 +137,11 @@ def network_params(model) -> NetworkParams:
     Raises
     ------
     TypeError
-        If the model holds any other layer, mixes activations, or does not end in a linear Dense.
+        If the model holds any other layer, mixes activations, does not end in a linear Dense,
+        or computes in less than single precision (a ``mixed_float16`` dtype policy).
+    ValueError
+        If an erf width ``sigma_k`` is not a positive finite (normal) number, or a PReLU slope
+        ``alpha_k`` is not finite; the error names the layer.
     """
     if isinstance(model, NetworkParams):
         return model
@@ -107,6 +159,7 @@ def network_params(model) -> NetworkParams:
     for layer in model.layers:
         if isinstance(layer, _SKIPPED_LAYERS):
             continue
+        _check_precision(layer)
         if isinstance(layer, keras.layers.Dense):
             if not expect_dense:
                 raise TypeError(f"layer {layer.name!r}: two Dense layers in a row; expected an Erf or ScalarPReLU between them")
@@ -119,7 +172,7 @@ def network_params(model) -> NetworkParams:
                 raise TypeError(f"layer {layer.name!r}: an activation must follow a Dense layer")
             kind = "erf" if isinstance(layer, Erf) else "prelu"
             kinds.add(kind)
-            scales.append(float(layer.sigma.numpy() if kind == "erf" else layer.alpha.numpy()))
+            scales.append(_activation_parameter(layer, kind))
             expect_dense = True
         else:
             raise TypeError(
@@ -192,3 +245,165 @@ def forward(params: NetworkParams, x, *, scales=None, output_bias=None) -> Forwa
         slopes.append(slope)
     bias = params.biases[-1] if output_bias is None else output_bias
     return Forward(logits=y @ params.weights[-1] + bias, slopes=slopes)
+
+
+# --------------------------------------------------------------------------------------------
+# The same network in NumPy
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NumpyNetwork:
+    """An erf or PReLU network in plain NumPy float64 (eqs. 7-10 and 17), built once from its weights.
+
+    For many small evaluations (bisection, scans along segments, SciPy's solvers) without
+    TensorFlow's per-call overhead, and for checks independent of TensorFlow.  Build it with
+    :func:`numpy_network`.
+
+    Attributes
+    ----------
+    weights : tuple of ndarray
+        ``W_k`` of shape ``(n_{k-1}, n_k)``, ``k = 1..m``.
+    biases : tuple of ndarray
+        ``b_k`` of shape ``(n_k,)``, ``k = 1..m``.
+    activation : {"erf", "prelu"}
+    scales : tuple of float
+        ``sigma_k`` (erf) or ``alpha_k`` (PReLU) of the ``m - 1`` hidden layers.
+    """
+
+    weights: tuple
+    biases: tuple
+    activation: str
+    scales: tuple
+
+    @property
+    def n_features(self) -> int:
+        return int(self.weights[0].shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.weights[-1].shape[1])
+
+    def activate(self, a: np.ndarray, scale: float, *, slope: bool = True):
+        """A hidden layer's output at pre-activations ``a`` and (with ``slope``) its derivative.
+
+        ``erf(a / sigma)`` and ``2 / (sigma sqrt(pi)) exp(-(a / sigma)^2)`` (eq. 8), or
+        ``a`` / ``alpha a`` and ``1`` / ``alpha`` (eq. 17).  Returns ``(output, slope or None)``.
+        """
+        if self.activation == "erf":
+            u = a / scale
+            return scipy.special.erf(u), (ERF_SLOPE / scale) * np.exp(-u * u) if slope else None
+        return np.where(a >= 0, a, scale * a), np.where(a >= 0, 1.0, scale) if slope else None
+
+    def forward(self, x, *, slopes: bool = True) -> tuple[np.ndarray, list]:
+        """Logits ``y^{(m)}`` (eqs. 8-9) and each hidden layer's slopes (the factors of eq. 12).
+
+        Parameters
+        ----------
+        x : ndarray, shape (n, n_features) or (n_features,)
+        slopes : bool
+            Also return the slopes (else an empty list).
+
+        Returns
+        -------
+        logits : ndarray, shape (n, n_classes) (or (n_classes,))
+        slopes : list of ndarray, one per hidden layer, shaped as its pre-activations
+        """
+        y, kept = np.asarray(x, dtype=np.float64), []
+        # Inputs too large for float64 give inf or NaN logits (callers check them), not warnings.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for w, b, s in zip(self.weights[:-1], self.biases[:-1], self.scales):
+                y, slope = self.activate(y @ w + b, s, slope=slopes)
+                if slopes:
+                    kept.append(slope)
+            return y @ self.weights[-1] + self.biases[-1], kept
+
+    def logits(self, x, *, batch_size: int = 8192) -> np.ndarray:
+        """The logits ``y^{(m)}`` (eqs. 8-9) at points ``x`` of shape ``(n, n_features)``, in batches of rows."""
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        out = [self.forward(x[k : k + batch_size], slopes=False)[0] for k in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.n_classes))
+
+
+def numpy_network(model) -> NumpyNetwork:
+    """The NumPy float64 copy of a network (a keras.Model, NetworkParams or NumpyNetwork)."""
+    if isinstance(model, NumpyNetwork):
+        return model
+    params = network_params(model)
+    return NumpyNetwork(
+        weights=tuple(w.numpy() for w in params.weights),
+        biases=tuple(b.numpy() for b in params.biases),
+        activation=params.activation,
+        scales=tuple(params.scales),
+    )
+
+
+def logit_margin(logits: np.ndarray, source: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
+    """The margin ``z_i - z_j`` per row of ``logits`` (or ``z_i - max_{k != i} z_k`` without a target).
+
+    Positive where the source class ``i`` beats ``j`` (or every other class); its zeros are the
+    decision boundary, its zeros with ``target`` given the ties of eq. 3.
+    """
+    rows = np.arange(len(logits))
+    zi = logits[rows, source]
+    if target is not None:
+        return zi - logits[rows, target]
+    others = logits.copy()
+    others[rows, source] = -np.inf
+    return zi - others.max(axis=1)
+
+
+def bisect_boundary(net: NumpyNetwork, start, direction, source, target=None, *, t_lo=None, t_hi=None, side=None,
+                    xtol: float = 0.0, max_halvings: int = 200) -> np.ndarray:
+    """Bisection onto the decision boundary along segments ``x(t) = start + t direction``.
+
+    The margin ``g(t)`` (:func:`logit_margin` of the logits at ``x(t)``) changes sign on each
+    bracket ``[t_lo, t_hi]``; each bracket is halved, keeping the half where the sign changes,
+    until it is at most ``xtol`` long in input distance or ``max_halvings`` halvings are done.
+
+    Parameters
+    ----------
+    net : NumpyNetwork
+    start, direction : ndarray, shape (n, n_features)
+        The segment from ``a`` to ``b`` is ``start=a, direction=b - a``.
+    source : ndarray of int, shape (n,)
+        Class ``i`` of the margin.
+    target : ndarray of int, shape (n,), optional
+        Class ``j``; default every other class (the boundary of the source class's region).
+    t_lo, t_hi : ndarray, shape (n,), optional
+        The brackets; default ``[0, 1]``, the whole segment.
+    side : ndarray, shape (n,), optional
+        ``sign(g(t_lo))`` where already known (it is evaluated otherwise).
+    xtol : float
+        Stop when ``(t_hi - t_lo) ||direction|| <= xtol``.
+    max_halvings : int
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        The midpoints of the final brackets.
+    """
+    start = np.asarray(start, dtype=np.float64)
+    d = np.asarray(direction, dtype=np.float64)
+    n = len(start)
+    lo = np.zeros(n) if t_lo is None else np.array(t_lo, dtype=np.float64)
+    hi = np.ones(n) if t_hi is None else np.array(t_hi, dtype=np.float64)
+
+    def margin_at(idx, t):
+        return logit_margin(net.logits(start[idx] + t[:, None] * d[idx]), source[idx],
+                            None if target is None else target[idx])
+
+    everyone = np.arange(n)
+    s_lo = np.sign(margin_at(everyone, lo)) if side is None else np.sign(side)
+    with np.errstate(over="ignore"):  # an overflowing length only means: halve max_halvings times
+        norm = np.linalg.norm(d, axis=1)
+    for _ in range(max_halvings):
+        active = (hi - lo) * norm > xtol
+        if not active.any():
+            break
+        idx = np.nonzero(active)[0]
+        mid = 0.5 * (lo[idx] + hi[idx])
+        same = np.sign(margin_at(idx, mid)) == s_lo[idx]
+        lo[idx[same]] = mid[same]
+        hi[idx[~same]] = mid[~same]
+    return 0.5 * (lo + hi)

@@ -50,6 +50,8 @@ import numpy as np
 import pywt
 import scipy.linalg
 
+from ._checks import positive_int
+
 __all__ = ["NotFittedError", "WaveletFeatures", "gram_pivots", "qr_pivots"]
 
 # Images per block when accumulating A^T A in fit: bounds the memory to one block of coefficients.
@@ -133,14 +135,14 @@ class WaveletFeatures:
         max_fit_samples: int | None = None,
         seed: int = 0,
     ) -> None:
-        if n_coefficients is not None and not (_is_int(n_coefficients) and n_coefficients >= 1):
-            raise ValueError(f"n_coefficients must be a positive integer or None, got {n_coefficients!r}")
+        if n_coefficients is not None:
+            positive_int("n_coefficients", n_coefficients)
         if ndim not in (2, 3):
             raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
-        if level is not None and not (_is_int(level) and level >= 0):
-            raise ValueError(f"level must be a non-negative integer or None, got {level!r}")
-        if max_fit_samples is not None and not (_is_int(max_fit_samples) and max_fit_samples >= 1):
-            raise ValueError(f"max_fit_samples must be a positive integer or None, got {max_fit_samples!r}")
+        if level is not None:
+            positive_int("level", level, allow_zero=True)
+        if max_fit_samples is not None:
+            positive_int("max_fit_samples", max_fit_samples)
         pywt.Modes.from_object(mode)  # raises ValueError on an unknown mode
         self.n_coefficients = n_coefficients
         self.wavelet = wavelet if isinstance(wavelet, pywt.Wavelet) else pywt.Wavelet(wavelet)
@@ -452,7 +454,3 @@ def _check_images(images, *, ndim: int, image_shape: tuple | None, name: str) ->
     if any(s == 0 for s in images.shape[1:]):
         raise ValueError(f"{name} have an empty axis: {images.shape}")
     return images
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

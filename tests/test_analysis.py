@@ -34,7 +34,7 @@ def fake_result(x_hat, success, distance=None, target=None):
         message=np.full(shape, "", dtype=object), source=np.zeros(shape, dtype=int),
         target=np.ones(shape, dtype=int) if target is None else target, logit_gap=zeros, min_margin=zeros,
         bound_violation=zeros, optimality=zeros, n_jacobian_evals=np.zeros(shape, dtype=int),
-        n_homotopy_steps=np.zeros(shape, dtype=int),
+        n_homotopy_steps=np.zeros(shape, dtype=int), search_radius=zeros, n_starts=np.ones(shape, dtype=int),
     )
 
 

@@ -1,5 +1,7 @@
 """Properties of fliplib.boundary: crossings, Taylor estimates, directions, connectedness, PGD."""
 
+import warnings
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -231,3 +233,71 @@ def test_pgd_stays_in_budget_and_reaches_target():
     flipped = np.argmax(xa @ params.weights[-1].numpy(), axis=1) != pred
     np.testing.assert_array_equal(flipped[dist < 0.25], True)
     np.testing.assert_array_equal(flipped[dist > 0.3], False)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_weighted_taylor_estimate_with_fixed_features_is_exact_for_linear_model(seed):
+    """The weighted linearised distance over the free features: the closed form of the
+    weighted least-norm step, and the step lands on the boundary without moving fixed features."""
+    rng = np.random.default_rng(seed)
+    w, b = rng.normal(size=(5, 3)), rng.normal(size=3)
+    params = linear(w, b)
+    x = rng.normal(size=(4, 5))
+    weights = rng.uniform(0.2, 3.0, size=5)
+    fixed = np.array([False, True, False, False, True])
+    src = np.array([0, 1, 2, 0])
+    tgt = np.array([1, 2, 0, 2])
+    dist, direction = boundary.taylor_distance(params, x, source=src, target=tgt, fixed=fixed,
+                                               feature_weights=weights)
+    wd = w[:, src].T - w[:, tgt].T  # gradient of c per input
+    c = np.einsum("nd,nd->n", x, wd) + b[src] - b[tgt]
+    free_grad = wd * ~fixed
+    expected = np.abs(c) / np.sqrt(np.sum(free_grad**2 / weights, axis=1))
+    np.testing.assert_allclose(dist, expected, rtol=1e-10)
+    np.testing.assert_allclose(np.sqrt(np.sum(weights * direction**2, axis=1)), 1.0)  # unit in the weighted norm
+    assert np.all(direction[:, fixed] == 0)
+    landed = x + dist[:, None] * direction
+    np.testing.assert_allclose(np.einsum("nd,nd->n", landed, wd) + b[src] - b[tgt], 0.0, atol=1e-9)
+
+
+def test_taylor_estimate_for_all_targets_matches_each_target():
+    rng = np.random.default_rng(3)
+    model = fliplib.erf_network([4, 8, 8, 3], seed=1)
+    x = rng.normal(size=(5, 4))
+    dist, direction = boundary.taylor_distance(model, x, target="all")
+    src = boundary.margin(model, x)  # only to know the shape; the source is the predicted class
+    assert dist.shape == (5, 3) and direction.shape == (5, 3, 4) and src.shape == (5,)
+    predicted = fliplib.baselines.numpy_logits(model, x).argmax(axis=1)
+    assert np.all(np.isinf(dist[np.arange(5), predicted]))
+    for j in range(3):
+        rows = predicted != j
+        d_j, u_j = boundary.taylor_distance(model, x[rows], target=j)
+        np.testing.assert_allclose(dist[rows, j], d_j, rtol=1e-12)
+        np.testing.assert_allclose(direction[rows, j], u_j, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="target must be"):
+        boundary.taylor_distance(model, x, target="every")
+
+
+def test_huge_inputs_leak_no_numpy_warning():
+    model = fliplib.erf_network([4, 8, 8, 3], seed=0)
+    x = np.random.default_rng(0).normal(size=(3, 4)) * 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = boundary.margin(model, x)
+        dist, _ = boundary.taylor_distance(model, x)
+        scan = boundary.scan_segments(model, x, -x, max_evaluations=20)
+        angles = boundary.angles_between(x, 2 * x)
+        exit_distance = boundary.box_exit_distance(np.zeros((3, 4)), np.full((3, 4), 1e-320), -1.0, 1.0)
+    assert np.all(np.isfinite(g)) and np.all(np.isinf(dist))  # saturated erf: no slope, no estimate
+    assert np.all(np.isfinite(scan.length))
+    np.testing.assert_allclose(angles, 0.0, atol=1e-6)
+    assert np.all(np.isinf(exit_distance))  # 1 / 1e-320 overflows: the box is never left in float64
+
+
+def test_points_must_be_rectangular_numbers():
+    model = fliplib.erf_network([2, 4, 3], seed=0)
+    with pytest.raises(ValueError, match="x must be a rectangular array"):
+        boundary.margin(model, [[0.0, 1.0], [2.0]])
+    with pytest.raises(TypeError, match="x must hold real numbers"):
+        boundary.taylor_distance(model, np.array([["a", "b"]]))

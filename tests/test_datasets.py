@@ -2,24 +2,28 @@
 
 The real data are read from ``$FLIPLIB_DATA``, or, if that is unset, from ``../shared/data``
 next to the repository; the tests that need them are skipped if neither exists.  Downloads
-are never real: ``urllib.request.urlopen`` is replaced by a fake serving local bytes.
+never leave the machine: the download URLs are pointed at a local HTTP server that serves
+given bytes, so pooch's real download path (temporary file, checksum, retries) runs offline.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
+import math
 import os
 import pickle
 import tarfile
-import urllib.error
-import urllib.request
-import urllib.response
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fliplib import datasets
 from fliplib.datasets import (
@@ -72,24 +76,61 @@ def wbcd():
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    """An empty user cache: FLIPLIB_DATA unset, XDG_CACHE_HOME in a tmp dir."""
+    """An empty user cache: FLIPLIB_DATA unset, XDG_CACHE_HOME in a tmp dir, no retries."""
     monkeypatch.delenv("FLIPLIB_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(datasets, "DOWNLOAD_RETRIES", 0)
     return tmp_path / "xdg" / "fliplib"
 
 
-def serve(monkeypatch, files: dict[str, bytes]) -> list[str]:
-    """Replace urlopen by a fake serving ``files`` (url -> bytes); returns the urls asked for."""
-    requested = []
+class Publisher(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.files`` (URL path -> bytes) and logs every request in ``server.requested``;
+    the first ``server.failures`` requests of each path get a 503."""
 
-    def urlopen(url, *args, **kwargs):
-        requested.append(url)
-        if url not in files:
-            raise urllib.error.URLError(f"no route to {url}")
-        return urllib.response.addinfourl(io.BytesIO(files[url]), {"Content-Length": str(len(files[url]))}, url, 200)
+    def do_GET(self):
+        server = self.server
+        server.requested.append(self.path)
+        content = server.files.get(self.path)
+        if content is None or server.requested.count(self.path) <= server.failures:
+            self.send_error(404 if content is None else 503)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
 
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    return requested
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def local_server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Publisher)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def server(local_server, monkeypatch):
+    """The local server, serving nothing yet; every download URL of the loaders points at it."""
+    local_server.files, local_server.requested, local_server.failures = {}, [], 0
+    for name in datasets.URLS:
+        monkeypatch.setitem(datasets.URLS, name, f"http://127.0.0.1:{local_server.server_port}/{name}")
+    for variable in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    return local_server
+
+
+def serve(server, files: dict[str, bytes]) -> None:
+    """Publish ``files`` (data-file name -> bytes) on the local server."""
+    server.files.update({f"/{name}": content for name, content in files.items()})
+
+
+def adult_files(source: Path) -> dict[str, bytes]:
+    return {name: (source / name).read_bytes() for name in datasets.ADULT_FILES}
 
 
 def regular_files(directory: Path) -> list[Path]:
@@ -248,24 +289,17 @@ def check_against_truth(dataset: Dataset, truth: dict, labels: list[int]) -> Non
         assert dataset.extras[f"exact_{split}"].all()
 
 
-def test_cifar_from_downloaded_tarball_is_built_and_cached(cache, monkeypatch):
+def test_cifar_from_downloaded_tarball(cache, server, monkeypatch):
     content, truth = fake_cifar_tarball()
     monkeypatch.setitem(datasets.MD5, "cifar-10-python.tar.gz", hashlib.md5(content).hexdigest())
-    requested = serve(monkeypatch, {datasets.CIFAR10_URL: content})
-    dataset = load_cifar10(classes=("ship", "cat"))
-    assert requested == [datasets.CIFAR10_URL]
-    check_against_truth(dataset, truth, [8, 3])
+    serve(server, {"cifar-10-python.tar.gz": content})
+    check_against_truth(load_cifar10(classes=("ship", "cat")), truth, [8, 3])
+    assert server.requested == ["/cifar-10-python.tar.gz"]
+    assert [path.name for path in regular_files(cache)] == ["cifar-10-python.tar.gz"]
     assert (cache / "cifar-10-python.tar.gz").read_bytes() == content
-    assert (cache / "cifar10" / "cat_ship.npz").is_file() and (cache / "cifar10" / "cat_ship.npz.sha256").is_file()
 
-    (cache / "cifar-10-python.tar.gz").unlink()  # the cached subset is enough now
-    serve(monkeypatch, {})
-    check_against_truth(load_cifar10(classes=("cat", "ship")), truth, [3, 8])
-
-    cached = cache / "cifar10" / "cat_ship.npz"
-    cached.write_bytes(cached.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(ChecksumError, match="cat_ship.npz"):
-        load_cifar10(classes=("cat", "ship"))
+    check_against_truth(load_cifar10(classes=("frog",)), truth, [6])
+    assert server.requested == ["/cifar-10-python.tar.gz"]  # the cached tarball serves again
 
 
 def test_cifar_from_tarball_in_data_dir_writes_nothing(tmp_path, monkeypatch):
@@ -377,51 +411,113 @@ def test_adult_corrupt_file_is_refused_unread(tmp_path, shared, monkeypatch):
     assert parsed == []
 
 
+@settings(max_examples=20)
+@given(data=st.data())
+def test_fliplib_data_files_are_verified(shared, data):
+    name = data.draw(st.sampled_from(datasets.ADULT_FILES), label="file")
+    content = bytearray((shared / name).read_bytes())
+    content[data.draw(st.integers(0, len(content) - 1), label="position")] ^= data.draw(st.integers(1, 255))
+    with tempfile.TemporaryDirectory() as directory, pytest.MonkeyPatch.context() as patch:
+        root = Path(directory)
+        link_files(shared, root, [other for other in datasets.ADULT_FILES if other != name])
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_bytes(bytes(content))
+        patch.setenv("FLIPLIB_DATA", directory)
+        with pytest.raises(ChecksumError) as error:
+            load_adult()
+        message = str(error.value)
+        assert str(root / name) in message and datasets.SHA256[name] in message
+        assert hashlib.sha256(content).hexdigest() in message
+
+
+def test_fliplib_data_is_never_downloaded_into(tmp_path, shared, server, monkeypatch):
+    serve(server, adult_files(shared))
+    link_files(shared, tmp_path, ["adult/adult.data"])
+    monkeypatch.setenv("FLIPLIB_DATA", str(tmp_path))
+    with pytest.raises(DataFileNotFoundError, match="adult/adult.test not found.*FLIPLIB_DATA"):
+        load_adult()
+    assert server.requested == [] and [path.name for path in tmp_path.rglob("*")] == ["adult", "adult.data"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Downloads into the user cache (never real network)
 
 
-def adult_urls(source: Path) -> dict[str, bytes]:
-    return {datasets.URLS[name]: (source / name).read_bytes() for name in datasets.ADULT_FILES}
-
-
-def test_download_stores_verified_files(cache, shared, monkeypatch):
-    requested = serve(monkeypatch, adult_urls(shared))
+def test_download_stores_verified_files(cache, shared, server):
+    serve(server, adult_files(shared))
     dataset = load_adult()
-    assert requested == [
-        "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.data",
-        "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/adult.test",
-    ]
+    assert server.requested == ["/adult/adult.data", "/adult/adult.test"]
     assert dataset.x_train.shape == (30162, 104)
     assert sorted(path.relative_to(cache).as_posix() for path in regular_files(cache)) == list(datasets.ADULT_FILES)
     for name in datasets.ADULT_FILES:
         assert (cache / name).read_bytes() == (shared / name).read_bytes()
-    requested.clear()
     load_adult()
-    assert requested == []
+    assert len(server.requested) == 2  # nothing downloaded again
 
 
-def test_download_with_bad_bytes_leaves_nothing(cache, shared, monkeypatch):
-    files = adult_urls(shared)
-    url = datasets.URLS["adult/adult.data"]
-    files[url] = files[url][:-100]  # truncated
-    serve(monkeypatch, files)
+def test_corrupt_cached_file_is_refused_not_replaced(cache, shared, server):
+    serve(server, adult_files(shared))
+    load_adult()
+    corrupt = bytearray((cache / "adult" / "adult.test").read_bytes())
+    corrupt[-4] ^= 1  # '>50K.' becomes '>51K.'
+    (cache / "adult" / "adult.test").write_bytes(bytes(corrupt))
     with pytest.raises(ChecksumError) as error:
         load_adult()
-    assert url in str(error.value) and datasets.SHA256["adult/adult.data"] in str(error.value)
+    message = str(error.value)
+    assert str(cache / "adult" / "adult.test") in message and datasets.SHA256["adult/adult.test"] in message
+    assert hashlib.sha256(corrupt).hexdigest() in message and "delete it" in message
+    assert len(server.requested) == 2 and (cache / "adult" / "adult.test").read_bytes() == corrupt
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_download_failing_its_checksum_leaves_nothing(server, monkeypatch, data):
+    content, _ = fake_cifar_tarball()
+    monkeypatch.setitem(datasets.MD5, "cifar-10-python.tar.gz", hashlib.md5(content).hexdigest())
+    monkeypatch.setattr(datasets, "DOWNLOAD_RETRIES", 0)
+    monkeypatch.delenv("FLIPLIB_DATA", raising=False)
+    # any truncation, or any one byte changed, of the published file
+    cut = data.draw(st.integers(0, len(content) - 1), label="cut")
+    position = data.draw(st.integers(0, len(content) - 1), label="position")
+    flip = data.draw(st.integers(1, 255), label="xor")
+    changed = bytearray(content)
+    changed[position] ^= flip
+    served = data.draw(st.sampled_from([content[:cut], bytes(changed)]), label="served")
+    serve(server, {"cifar-10-python.tar.gz": served})
+    with tempfile.TemporaryDirectory() as home, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", home)
+        with pytest.raises(ChecksumError) as error:
+            load_cifar10()
+        assert datasets.URLS["cifar-10-python.tar.gz"] in str(error.value)
+        assert datasets.MD5["cifar-10-python.tar.gz"] in str(error.value)
+        assert hashlib.md5(served).hexdigest() in str(error.value)
+        assert regular_files(Path(home)) == []
+
+
+def test_failed_download_is_retried(cache, server, monkeypatch):
+    content, truth = fake_cifar_tarball()
+    monkeypatch.setitem(datasets.MD5, "cifar-10-python.tar.gz", hashlib.md5(content).hexdigest())
+    monkeypatch.setattr(datasets, "DOWNLOAD_RETRIES", 1)
+    serve(server, {"cifar-10-python.tar.gz": content})
+    server.failures = 1
+    check_against_truth(load_cifar10(classes=("ship",)), truth, [8])
+    assert server.requested == ["/cifar-10-python.tar.gz"] * 2
+
+
+def test_download_failure_leaves_nothing(cache, server):
+    with pytest.raises(DownloadError, match="train-images-idx3-ubyte.gz.*404.*FLIPLIB_DATA"):
+        load_mnist()  # the server has no MNIST
     assert regular_files(cache) == []
 
 
-def test_download_network_failure_leaves_nothing(cache, monkeypatch):
-    serve(monkeypatch, {})
-    with pytest.raises(DownloadError, match="train-images-idx3-ubyte.gz.*FLIPLIB_DATA"):
-        load_mnist()
-    assert regular_files(cache) == []
-
-
-def test_mnist_download_urls_are_canonical():
+def test_download_urls_are_canonical():
+    assert set(datasets.URLS) == {*datasets.MNIST_IDX, *datasets.ADULT_FILES, "cifar-10-python.tar.gz"}
+    assert set(datasets.URLS) <= {*datasets.SHA256, *datasets.MD5}  # every download is checked
     for name in datasets.MNIST_IDX:
         assert datasets.URLS[name] == "https://storage.googleapis.com/cvdf-datasets/mnist/" + name.split("/")[1]
+    for name in datasets.ADULT_FILES:
+        assert datasets.URLS[name] == "https://archive.ics.uci.edu/ml/machine-learning-databases/" + name
+    assert datasets.URLS["cifar-10-python.tar.gz"] == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,6 +558,33 @@ def test_wbcd_seed_decides_the_split(wbcd):
     np.testing.assert_array_equal(load_wbcd().extras["idx_test"], wbcd.extras["idx_test"])
     other = load_wbcd(seed=1, test_size=0.25)
     assert len(other.x_test) == 143 and not np.array_equal(other.extras["idx_test"][:114], wbcd.extras["idx_test"])
+
+
+@pytest.mark.parametrize(
+    "test_size", [0, 1, 0.0, 1.0, -0.2, 1.5, math.nan, math.inf, "0.2", None, True, 100, 0.001, 0.9999]
+)
+def test_wbcd_rejects_a_bad_test_size(test_size):
+    with pytest.raises(ValueError, match="test_size of load_wbcd") as error:
+        load_wbcd(test_size=test_size)
+    assert repr(test_size) in str(error.value)
+
+
+@settings(max_examples=30)
+@given(st.floats(allow_nan=True).filter(lambda test_size: not 0 < test_size < 1))
+def test_wbcd_test_size_outside_0_1_is_refused(test_size):
+    with pytest.raises(ValueError, match="test_size of load_wbcd must be a fraction strictly between 0 and 1"):
+        load_wbcd(test_size=test_size)
+
+
+@settings(max_examples=20)
+@given(st.floats(0.01, 0.99))
+def test_wbcd_test_size_sets_a_stratified_split(test_size):
+    data = load_wbcd(test_size=test_size, seed=3)
+    n_test = math.ceil(569 * test_size)
+    assert len(data.x_test) == n_test and len(data.x_train) == math.floor(569 * (1 - test_size))
+    assert not set(data.extras["idx_train"]) & set(data.extras["idx_test"])
+    for label, count in ((0, 212), (1, 357)):
+        assert abs(np.sum(data.y_test == label) - n_test * count / 569) <= 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Closest flip points: feasibility, optimality, agreement with SLSQP, constraints and errors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 import fliplib
@@ -38,7 +40,10 @@ def check_evidence(res, model, gap_tol=1e-6):
     assert np.all(res.status[~ok & (res.status != -1)] >= 2)
 
 
-@settings(deadline=None)  # correctness, not speed: the first example compiles the solver
+@settings(deadline=None, max_examples=40)  # correctness, not speed: the first example compiles the solver
+# Found by hypothesis: the solver stops (xtol, opt_tol) 1e-7 from the projection along the
+# boundary, where the distance is stationary; the point is checked to 1e-6, the distance to 1e-7.
+@example(a=[1.2564918570019463, 1.2564918570019463, 1.789113817888465], c=0.0, x=[1.0, 1.5, 1.75])
 @given(
     a=st.lists(st.floats(-3, 3), min_size=3, max_size=3).filter(lambda v: np.linalg.norm(v) > 0.1),
     c=st.floats(-2, 2),
@@ -53,7 +58,7 @@ def test_linear_model_closed_form(a, c, x):
     res = fliplib.closest_flip_points(net, x[None], int(f > 0))
     expected = x - f / (a @ a) * a
     assert res.success[0]
-    np.testing.assert_allclose(res.x[0], expected, atol=1e-7 * max(1, np.abs(expected).max()))
+    np.testing.assert_allclose(res.x[0], expected, atol=1e-6 * max(1, np.abs(expected).max()))
     assert res.distance[0] == pytest.approx(abs(f) / np.linalg.norm(a), rel=1e-7)
     # Moving along the direction by less than the distance never changes the class.
     u = (res.x[0] - x) / res.distance[0]
@@ -149,7 +154,7 @@ def test_agrees_with_slsqp_on_at_least_200_problems():
         model, x = random_problems(sizes, sigma, n_points, seed)
         if sigma in AGREEMENT_OPTIONS:  # the sharp network really has exploding gradients
             assert np.median(np.linalg.norm(fliplib.logit_jacobian(model, x), axis=(1, 2))) > 5
-        res = fliplib.closest_flip_points(model, x, "all", fallback="closer", **AGREEMENT_OPTIONS.get(sigma, {}))
+        res = fliplib.closest_flip_points(model, x, 'all', options=dict(fallback='closer', **AGREEMENT_OPTIONS.get(sigma, {})))
         ours += int(res.success.sum())
         optimal += int(np.sum(res.success & (res.status == 0)))
         rng = np.random.default_rng(seed)
@@ -186,9 +191,9 @@ def test_agrees_with_slsqp_on_at_least_200_problems():
 
 def test_restarts_never_lose_a_flip_point_and_are_reproducible():
     model, x = random_problems([6, 16, 16, 16, 16, 4], 0.15, 6, 5)
-    plain = fliplib.closest_flip_points(model, x, "all")
-    more = fliplib.closest_flip_points(model, x, "all", restarts=2, seed=1)
-    again = fliplib.closest_flip_points(model, x, "all", restarts=2, seed=1)
+    plain = fliplib.closest_flip_points(model, x, "all", search="local")
+    more = fliplib.closest_flip_points(model, x, "all", search="local", options=dict(restarts=2, seed=1))
+    again = fliplib.closest_flip_points(model, x, "all", search="local", options=dict(restarts=2, seed=1))
     done = plain.status != -1
     assert np.all(more.success[plain.success])
     assert np.all(more.distance[plain.success] <= plain.distance[plain.success])
@@ -237,10 +242,10 @@ def test_every_returned_point_carries_correct_evidence():
 
 def test_direct_and_homotopy_agree_on_a_benign_network():
     model, x = random_problems([4, 10, 10, 3], 1.0, 10, 5)
-    h = fliplib.closest_flip_points(model, x, "all", method="homotopy")
-    d = fliplib.closest_flip_points(model, x, "all", method="direct")
+    h = fliplib.closest_flip_points(model, x, "all", search="local", method="homotopy")
+    d = fliplib.closest_flip_points(model, x, "all", search="local", method="direct")
     # On erf networks the default fallback ("auto") is "failed": the same work, the same answers.
-    f = fliplib.closest_flip_points(model, x, "all", method="homotopy", fallback="failed")
+    f = fliplib.closest_flip_points(model, x, 'all', search="local", method='homotopy', options=dict(fallback='failed'))
     np.testing.assert_array_equal(f.n_jacobian_evals, h.n_jacobian_evals)
     np.testing.assert_array_equal(f.x, h.x)
     both = h.success & d.success
@@ -258,11 +263,11 @@ def test_homotopy_succeeds_where_direct_fails_on_saturated_network():
     """
     model = fliplib.erf_network([8] + [30] * 6 + [3], sigma=0.1, seed=0)
     x = np.random.default_rng(0).normal(size=(40, 8))
-    h = fliplib.closest_flip_points(model, x, "all", method="homotopy", fallback=None)
-    d = fliplib.closest_flip_points(model, x, "all", method="direct")
+    h = fliplib.closest_flip_points(model, x, "all", method="homotopy", search="local", options=dict(fallback=None))
+    d = fliplib.closest_flip_points(model, x, "all", method="direct", search="local")
     assert np.sum(h.success & ~d.success) >= 3
     assert np.median(fliplib.layer_jacobian_norms(model, x[:5])) > 1
-    both = fliplib.closest_flip_points(model, x, "all", method="homotopy")
+    both = fliplib.closest_flip_points(model, x, "all", method="homotopy", search="local")
     # The default fallback keeps every homotopy success and adds the direct method's.  (The
     # direct re-solve runs on a different batch; on this chaotic network the rounding of batched
     # matrix products decides a few problems differently, hence the 90%.)
@@ -279,43 +284,22 @@ def test_prelu_network_flip_points():
     the closer answer kept) finds at least as many as either alone."""
     model = fliplib.prelu_network([4, 12, 12, 3], alpha=0.0, seed=3)
     x = np.random.default_rng(3).normal(size=(10, 4))
-    res = fliplib.closest_flip_points(model, x, "all", fallback=None)
-    direct = fliplib.closest_flip_points(model, x, "all", method="direct")
-    both = fliplib.closest_flip_points(model, x, "all")
+    res = fliplib.closest_flip_points(model, x, 'all', search="local", options=dict(fallback=None))
+    direct = fliplib.closest_flip_points(model, x, "all", search="local", method="direct")
+    both = fliplib.closest_flip_points(model, x, "all", search="local")
     done = res.status != -1
     assert res.success[done].mean() >= 0.6
     assert both.success[done].sum() >= max(res.success[done].sum(), direct.success[done].sum())
     assert np.all(both.success >= res.success)
     # On PReLU networks the default fallback is "closer": every problem solved directly as well
     # (more work than "failed"), and never farther than the homotopy alone.
-    np.testing.assert_allclose(both.distance, fliplib.closest_flip_points(model, x, "all", fallback="closer").distance)
-    failed = fliplib.closest_flip_points(model, x, "all", fallback="failed")
+    np.testing.assert_allclose(both.distance, fliplib.closest_flip_points(model, x, 'all', search="local", options=dict(fallback='closer')).distance)
+    failed = fliplib.closest_flip_points(model, x, 'all', search="local", options=dict(fallback='failed'))
     assert both.n_jacobian_evals.sum() > failed.n_jacobian_evals.sum()
     shared = both.success & res.success
     assert np.all(both.distance[shared] <= res.distance[shared] * (1.0 + 1e-12))
     check_evidence(res, model)
     check_evidence(both, model)
-
-
-def test_feasibility_restoration_closes_a_small_gap_at_kinks():
-    # Points a little off the boundary of a ReLU network (where the SQP can stall between linear
-    # pieces): the restoration must remove the violation (gap and other classes) without going far.
-    model = fliplib.prelu_network([4, 12, 12, 3], alpha=0.0, seed=3)
-    params = fliplib.params.network_params(model)
-    x = np.random.default_rng(3).normal(size=(10, 4))
-    res = fliplib.closest_flip_points(model, x, "all")
-    found = np.argwhere(res.success)
-    on = res.x[found[:, 0], found[:, 1]]
-    off = on + np.random.default_rng(4).normal(scale=1e-3, size=on.shape)
-    src, tgt = res.source[found[:, 0], found[:, 1]], found[:, 1]
-    box = np.full_like(off, 1e3)
-    restored, evals = flip._restore_feasibility(params, off, -box, box, src, tgt, margin=1e-3, gap_tol=1e-6)
-    c, violation, scale = flip._violation(params, restored, src, tgt, 1e-3)
-    rows = np.arange(len(c))
-    assert np.all(np.abs(c[rows, tgt]) <= 1e-7 * scale)
-    assert np.all(violation <= 1e-7 * scale)
-    assert np.all(np.linalg.norm(restored - off, axis=1) <= 10 * np.linalg.norm(off - on, axis=1))
-    assert np.all(evals >= 1)
 
 
 def three_class_linear_network():
@@ -333,97 +317,13 @@ def test_an_active_third_class_enters_the_optimality_test():
     params = three_class_linear_network()
     margin = 1e-3
     x = np.array([[-1.0, -2.0], [-1.0, 0.5]])
-    res = fliplib.closest_flip_points(params, x, 1, source=0, margin=margin)
+    res = fliplib.closest_flip_points(params, x, 1, source=0, options=dict(margin=margin))
     np.testing.assert_allclose(res.x, [[0.0, -2.0], [0.0, -margin]], atol=1e-9)
     assert np.all(res.status == 0)
     assert res.min_margin[1] == pytest.approx(margin, rel=1e-6) and res.optimality[1] < 1e-6
     # Without the third class's row, the residual of the same point is large.
     ev = fliplib.flip_evidence(params, x[1:], res.x[1:], [0], [1], margin=margin, active_tol=-1.0)
     assert ev["optimality"][0] > 0.1
-
-
-def test_feasibility_restoration_repairs_another_class_while_keeping_the_gap_closed():
-    # Source 0, target 1: c_1 = -x_0 is (almost) zero, but class 2 is above: c_2 = -(x_0 + x_1) < margin.
-    # The step that repairs c_2 moves x_0 and changes the sign of the tiny c_1; it must still repair c_2
-    # (not bisect back onto c_1 = 0 and stop).
-    params = three_class_linear_network()
-    margin = 1e-3
-    x = np.array([[-1e-9, 0.5], [1e-9, 0.2], [0.0, 0.05]])
-    src, tgt = np.zeros(3, dtype=int), np.ones(3, dtype=int)
-    box = np.full_like(x, 10.0)
-    restored, evals = flip._restore_feasibility(params, x, -box, box, src, tgt, margin=margin, gap_tol=1e-6)
-    c, violation, _ = flip._violation(params, restored, src, tgt, margin)
-    np.testing.assert_allclose(c[:, 1], 0.0, atol=1e-12)
-    assert np.all(c[:, 2] >= margin * (1 - 1e-9))
-    assert np.all(violation <= 1e-12)
-    assert np.all(evals <= 2)  # one linearised step (and one more where rounding leaves c_2 an ulp short)
-    # The least-norm repair: x_0 = 0, x_1 = -margin.
-    np.testing.assert_allclose(restored, [[0.0, -margin]] * 3, atol=1e-12)
-
-
-@settings(max_examples=50, deadline=None)
-@given(start=st.floats(-1, 1), hi=st.floats(-0.99, 1).filter(lambda v: abs(v) > 1e-3))
-def test_bisection_finds_a_crossing_on_the_bound_and_stays_in_the_box(start, hi):
-    # z_0 - z_1 = x_0 - hi changes sign at the upper bound itself: the bisection must end there,
-    # and never outside the box (the result is clipped against rounding of start + t (end - start)).
-    assume(start < hi)
-    params = linear_network(np.array([1.0, 0.0]), -hi)
-    start_x = np.array([[start, 0.0]])
-    end_x = np.array([[hi, 0.0]])
-    lo_b, hi_b = np.array([[-1.0, -1.0]]), np.array([[hi, 1.0]])
-    found = flip._bisect_gap(params, start_x, end_x, np.array([0]), np.array([1]), lo_b, hi_b, 60)
-    assert np.all(found >= lo_b) and np.all(found <= hi_b)
-    assert abs(found[0, 0] - hi) <= 1e-12 * max(1.0, abs(hi)) + abs(hi - start) * 2.0**-50
-
-
-@pytest.mark.parametrize("activation", ["prelu", "erf"])
-def test_witness_starts_are_flip_points_between_source_and_target(activation):
-    sizes = [6, 20, 20, 4]
-    if activation == "prelu":
-        model = fliplib.prelu_network(sizes, alpha=0.0, seed=4)
-    else:
-        model = fliplib.erf_network(sizes, sigma=0.5, seed=4)
-    params = fliplib.params.network_params(model)
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(40, 6))
-    label = np.argmax(numpy_logits(params, x), axis=1)
-    src = label[:20]
-    tgt = (src + 1 + rng.integers(0, 3, 20)) % 4
-    box = np.full((20, 6), 3.0)
-    starts, found = flip._witness_starts(params, x[:20], -box, box, np.ones((20, 6)), src, tgt, x[20:])
-    assert found.sum() >= 5
-    assert np.all(starts[~found] == x[:20][~found])
-    z = numpy_logits(params, starts[found])
-    rows = np.arange(found.sum())
-    scale = np.maximum(1.0, np.abs(z[rows, src[found]]))
-    assert np.all(np.abs(z[rows, src[found]] - z[rows, tgt[found]]) <= 1e-9 * scale)
-    others = z.copy()
-    others[rows, src[found]] = others[rows, tgt[found]] = -np.inf
-    assert np.all(others.max(axis=1) <= z[rows, src[found]] + 1e-9 * scale)
-    assert np.all(np.abs(starts) <= 3.0)
-
-
-def test_witness_starts_cross_towards_the_nearest_witnesses_of_the_target_class():
-    # z_0 - z_1 = a.x + c: with one witness per problem, the start is where the segment to the
-    # nearest witness of class 1 crosses the hyperplane, whichever chunk of problems it is in.
-    rng = np.random.default_rng(7)
-    a, c = np.array([1.0, -2.0, 0.5]), -0.5
-    params = linear_network(a, c)
-    x0 = rng.normal(size=(9, 3))
-    x0 = x0[x0 @ a + c > 0.1]  # class 0
-    witnesses = 6.0 * rng.normal(size=(200, 3))
-    n = len(x0)
-    src, tgt, box, w = np.zeros(n, dtype=int), np.ones(n, dtype=int), np.full_like(x0, 1e3), np.ones_like(x0)
-    starts = [flip._witness_starts(params, x0, -box, box, w, src, tgt, witnesses, n_witnesses=1, chunk=chunk)
-              for chunk in (1, 4, 256)]
-    in_target = witnesses[witnesses @ a + c < 0]
-    nearest = in_target[np.argmin(((x0[:, None] - in_target[None]) ** 2).sum(axis=2), axis=1)]
-    t = -(x0 @ a + c) / ((nearest - x0) @ a)
-    expected = x0 + t[:, None] * (nearest - x0)
-    for start, found in starts:
-        assert np.all(found)
-        np.testing.assert_allclose(start, expected, rtol=0, atol=1e-9)
-        np.testing.assert_array_equal(start, starts[0][0])
 
 
 @pytest.mark.parametrize("sizes, n", [([6, 20, 20, 20, 4], 15), ([10, 32, 32, 32, 32, 5], 10)])
@@ -434,7 +334,7 @@ def test_relu_problems_that_slsqp_solves_are_solved(sizes, n):
     # SLSQP's success.
     model = fliplib.prelu_network(sizes, alpha=0.0, seed=3)
     x = np.random.default_rng(3).normal(size=(n, sizes[0]))
-    plain = fliplib.closest_flip_points(model, x, "all", fallback=None)
+    plain = fliplib.closest_flip_points(model, x, 'all', search="local", options=dict(fallback=None))
     res = fliplib.closest_flip_points(model, x, "all")
     done = np.argwhere(res.status != -1)
     slsqp_ok = []
@@ -446,25 +346,6 @@ def test_relu_problems_that_slsqp_solves_are_solved(sizes, n):
     assert ours.sum() >= np.sum(slsqp_ok)
     assert ours.sum() > plain.success[done[:, 0], done[:, 1]].sum()
     check_evidence(res, model)
-
-
-def test_boundary_walk_reaches_the_closest_point_of_a_hyperplane():
-    # z_0 - z_1 = a.x + c: the witness start (where the segment to a far point of class 1 crosses)
-    # is not the closest flip point; the walk along the boundary must reach the projection.
-    a, c = np.array([1.0, 2.0, -1.0]), -1.0
-    params = linear_network(a, c)
-    x0 = np.array([[2.0, 1.0, 0.5], [0.0, 3.0, 1.0]])
-    witness = np.array([[-5.0, -4.0, 6.0]])
-    box = np.full_like(x0, 1e3)
-    src, tgt = np.zeros(2, dtype=int), np.ones(2, dtype=int)
-    start, found = flip._witness_starts(params, x0, -box, box, np.ones_like(x0), src, tgt, witness)
-    walked, evals, found_w = flip._boundary_walk(params, x0, -box, box, np.ones_like(x0), src, tgt, witness, margin=1e-3)
-    exact = np.abs(x0 @ a + c) / np.linalg.norm(a)
-    assert np.all(found) and np.all(found_w)
-    assert np.all(np.linalg.norm(start - x0, axis=1) > 1.01 * exact)
-    np.testing.assert_allclose(np.linalg.norm(walked - x0, axis=1), exact, rtol=1e-6)
-    np.testing.assert_allclose(walked @ a + c, 0.0, atol=1e-9)
-    assert np.all(evals >= 1)
 
 
 def test_failure_is_reported_not_hidden():
@@ -487,7 +368,7 @@ def test_failure_is_reported_not_hidden():
         ({"target": 7}, ValueError, "target classes"),
         ({"target": -1}, ValueError, "target classes"),
         ({"target": 0.5}, TypeError, "integer"),
-        ({"target": "others"}, ValueError, "'all'"),
+        ({"target": "others"}, ValueError, "'all' or 'any'"),
         ({"upper": 0.1}, ValueError, "outside its bounds"),
         ({"lower": 1.0, "upper": 0.0}, ValueError, "lower exceeds upper"),
         ({"source": 5}, ValueError, "source classes"),
@@ -515,6 +396,15 @@ def test_failure_is_reported_not_hidden():
         ({"fallback": "bogus"}, ValueError, "fallback must be"),
         ({"restarts": -1}, ValueError, "restarts must be a non-negative integer"),
         ({"restarts": 1.5}, ValueError, "restarts must be a non-negative integer"),
+        ({"adaptive": "no"}, TypeError, "adaptive must be True or False"),
+        ({"n_rows": 0}, ValueError, "n_rows must be a positive integer"),
+        ({"restarts": 1, "seed": -3}, ValueError, "seed must be a non-negative integer"),
+        ({"lower": "a"}, TypeError, "lower"),
+        ({"x": [[0.1, 0.2, 0.3], [0.1]]}, ValueError, "x"),
+        ({"x": np.full((1, 3), 1e300)}, ValueError, "overflow"),
+        ({"search": "everywhere"}, ValueError, "search must be 'global' or 'local'"),
+        ({"options": {"maxiter": 3}}, TypeError, "unknown options"),
+        ({"target": "some"}, ValueError, "'any'"),
     ],
 )
 def test_bad_input_raises_precise_errors(kwargs, error, match):
@@ -523,8 +413,15 @@ def test_bad_input_raises_precise_errors(kwargs, error, match):
     args.update(kwargs)
     x = args.pop("x")
     target = args.pop("target")
+    options = {key: args.pop(key) for key in list(args) if key in OPTION_NAMES}
+    if options:
+        args["options"] = options
     with pytest.raises(error, match=match):
         fliplib.closest_flip_points(model, x, target, **args)
+
+
+#: The fields of FlipOptions, which closest_flip_points takes in ``options``.
+OPTION_NAMES = {field.name for field in dataclasses.fields(fliplib.FlipOptions)}
 
 
 def test_status_codes_at_the_edges_of_each_condition():
@@ -594,3 +491,47 @@ def test_bounds_forgive_rounding_only():
     assert np.all(res.x[~np.isnan(res.x)] <= upper)
     with pytest.raises(ValueError, match="outside its bounds at feature 2"):
         fliplib.closest_flip_points(model, x + [[0, 0, 1e-6]], "all", lower=0.0, upper=upper)
+
+
+def test_target_any_is_as_close_as_all_for_fewer_jacobian_evaluations():
+    # "any" asks for the closest flip point over all other classes as one search per input: on
+    # at least 99% of the inputs it is as close as the closest of "all", for a third of the work.
+    net = fliplib.erf_network([6, 24, 24, 24, 6], sigma=1.0, seed=4)
+    x = np.random.default_rng(4).normal(size=(24, 6))
+    every = fliplib.closest_flip_points(net, x, "all")
+    nearest = every.closest()
+    anyc = fliplib.closest_flip_points(net, x, "any")
+    check_evidence(anyc, net)
+    assert anyc.x.shape == x.shape and anyc.target.shape == (24,)
+    assert np.all(anyc.target != anyc.source)
+    # "The same" within 1e-5: two polishings of one local minimum agree to about that (the
+    # linearised constraints come from float32 Jacobian rows).
+    as_close = anyc.success & (anyc.distance <= nearest.distance * (1 + 1e-5))
+    assert as_close.mean() >= 0.99
+    assert every.n_jacobian_evals.sum() >= 3 * anyc.n_jacobian_evals.sum()
+
+
+def test_a_failed_problem_has_an_infinite_distance():
+    # A pinned input cannot move: no flip point, and its distance must not read as 0.
+    net = fliplib.erf_network([3, 8, 3], seed=0)
+    x = np.array([[0.2, -0.1, 0.4]])
+    res = fliplib.closest_flip_points(net, x, "all", fixed=np.ones(3, bool))
+    done = res.status != -1
+    assert not res.success[done].any()
+    assert np.all(np.isinf(res.distance))
+    assert np.all(np.isfinite(res.x[done]))  # the failed attempt is still there to look at
+
+
+def test_global_search_records_what_it_searched():
+    net = fliplib.erf_network([4, 16, 16, 3], sigma=0.5, seed=7)
+    x = np.random.default_rng(7).normal(size=(6, 4))
+    glob = fliplib.closest_flip_points(net, x, "all")
+    local = fliplib.closest_flip_points(net, x, "all", search="local")
+    done = glob.status != -1
+    # Never farther than the local answer, never a lost flip point; the ball held the answer.
+    assert np.all(glob.success[done] >= local.success[done])
+    ok = local.success & done
+    assert np.all(glob.distance[ok] <= local.distance[ok] * (1 + 1e-9))
+    assert np.all(glob.search_radius[glob.success] >= glob.distance[glob.success] * (1 - 1e-9))
+    assert np.all(glob.n_starts[done] > local.n_starts[done])
+    assert np.all(local.search_radius == 0)

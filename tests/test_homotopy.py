@@ -130,3 +130,34 @@ def test_inverse_schedule_moves_one_over_sigma_linearly_and_ends_exactly():
     assert np.all(inv[3] == params.scales[0])
     with pytest.raises(ValueError, match="schedule"):
         homotopy.interpolate(params, start, tf.zeros(4, tf.float64), schedule="cubic")
+
+
+def test_follow_path_records_a_path_of_flip_points_of_each_stage():
+    # Algorithm 2 with uniform steps: every accepted stage k is at t = k / eta, and its point is a
+    # flip point of that stage's network N(t) (relative gap below path_tol), found in one solve.
+    from fliplib import homotopy, sqp
+
+    net = fliplib.erf_network([4, 12, 12, 3], sigma=0.7, seed=2)
+    params = fliplib.network_params(net)
+    x0 = np.random.default_rng(1).normal(size=(5, 4))
+    src = np.argmax(fliplib.predict_proba(net, x0), axis=1)
+    tgt = (src + 1) % 3
+    inf = np.full_like(x0, np.inf)
+    problems = sqp.Problems(x0, -inf, inf, np.ones_like(x0), src, tgt)
+    step = sqp.sqp_step("erf", 3, 2, len(params.weights))
+    eta = 4
+    path = homotopy.follow_path(params, step, problems, eta=eta, adaptive=False, tau=1e-5, schedule="linear",
+                                margin=1e-3, path_tol=1e-4, inner_iter=40, gap_tol=1e-6, xtol=1e-4, max_iter=300,
+                                record=True)
+    assert len(path.stages) == eta - 1  # stages k = 1 .. eta - 1; the last is the original network
+    start = homotopy.transform(params, x0, src, tgt, tau=1e-5, margin=1e-3)
+    for k, (idx, t, points, n_jac) in enumerate(path.stages, start=1):
+        assert np.all(n_jac >= k)
+        np.testing.assert_allclose(t, k / eta)
+        scales, bias = homotopy.interpolate(params, start, np.full(len(x0), k / eta))
+        z = fliplib.params.forward(params, points, scales=[s.numpy()[idx] for s in scales],
+                                   output_bias=bias.numpy()[idx]).logits.numpy()
+        rows = np.arange(len(idx))
+        gap = np.abs(z[rows, src[idx]] - z[rows, tgt[idx]])
+        assert np.all(gap <= 1e-4 * np.maximum(1.0, np.abs(z[rows, src[idx]])) * (1 + 1e-9))
+    assert np.all(path.n_steps == eta - 1)

@@ -14,7 +14,7 @@ CATEGORICAL = np.zeros(8, dtype=bool)
 CATEGORICAL[2:] = True
 LOWER = np.array([-2.0, -2.0] + [0.0] * 6)
 UPPER = np.array([2.0, 2.0] + [1.0] * 6)
-SOLVER = dict(method="direct")
+SOLVER = dict(method="direct", search="local")
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +195,32 @@ def test_inputs_must_be_one_hot(net, inputs):
     bad[0, 2:5] = [0.5, 0.5, 0.0]
     with pytest.raises(ValueError, match="input 0 is not exactly one-hot"):
         mixed_flip_points(net, bad, target, groups=GROUPS, lower=LOWER, upper=UPPER)
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (dict(lower="a"), TypeError, "^lower must hold real numbers"),
+        (dict(upper=[2.0, "b"] + [1.0] * 6), TypeError, "^upper must hold real numbers"),
+        (dict(x="ragged"), ValueError, "^x must be a rectangular array of numbers"),
+        (dict(x="strings"), TypeError, "^x must hold real numbers"),
+        (dict(x="outside"), ValueError, r"^input 1 lies outside its bounds at feature 0: 2.5 not in \[-2.0, 2.0\]"),
+        (dict(feature_weights=[1.0] * 7 + [0.0]), ValueError, "^feature_weights must be 8 positive finite numbers"),
+        (dict(fixed=np.ones(8)), TypeError, "^fixed must be a boolean mask"),
+        (dict(max_solved=0), ValueError, "^max_solved must be a positive integer"),
+    ],
+)
+def test_bad_input_is_refused_up_front_naming_the_argument(net, inputs, change, error, match):
+    x, target = inputs
+    kind = change.pop("x", None)
+    if kind == "ragged":
+        x = [list(x[0]), list(x[1][:-1])]
+        target = target[:2]
+    elif kind == "strings":
+        x = x.astype(str)
+    elif kind == "outside":  # a continuous feature beyond its bound: once clipped silently
+        x = x.copy()
+        x[1, 0] = 2.5
+    options = dict(lower=LOWER, upper=UPPER) | change
+    with pytest.raises(error, match=match):
+        mixed_flip_points(net, x, target, groups=GROUPS, **options)

@@ -155,3 +155,22 @@ def test_network_params_reads_float64_weights():
     assert params.activation == "erf" and params.scales == pytest.approx((0.3,))
     assert params.layer_sizes == [3, 4, 2] and params.n_hidden == 1
     assert all(w.dtype.name == "float64" for w in params.weights)
+
+
+def test_train_refuses_empty_and_ragged_data():
+    model = fliplib.erf_network([2, 4, 3], seed=0)
+    with pytest.raises(ValueError, match="x holds no training inputs"):
+        fliplib.train(model, np.zeros((0, 2)), np.zeros(0, dtype=int), epochs=1)
+    with pytest.raises(ValueError, match="x must be a rectangular array"):
+        fliplib.train(model, [[0.0, 1.0], [1.0]], [0, 1], epochs=1)
+    with pytest.raises(TypeError, match="x must hold real numbers"):
+        fliplib.train(model, np.array([["a", "b"]]), [0], epochs=1)
+
+
+def test_load_model_names_a_corrupt_or_missing_file(tmp_path):
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"this is not a zip archive")
+    with pytest.raises(ValueError, match=r"corrupt.keras' is not a readable Keras model"):
+        fliplib.load_model(corrupt)
+    with pytest.raises(FileNotFoundError, match="no model file at .*missing.keras"):
+        fliplib.load_model(tmp_path / "missing.keras")

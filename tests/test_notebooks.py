@@ -2,15 +2,20 @@
 
 The book is executed from scratch by ``jupyter-book build`` (see ``_config.yml``); these tests
 catch, in well under a second, the mistakes that would otherwise surface half an hour into a
-build or only on Binder and Colab: committed outputs, a wrong kernel, a first cell that
-cannot install ``fliplib``, a notebook missing from ``_toc.yml``, a ``_toc.yml`` entry with no
-file, a citation key missing from ``references.bib``.
+build or only on Binder and Colab: committed outputs, a wrong kernel, a first cell that is not
+the set-up cell, an import that the install line of the set-up cell does not install, code
+wider than the page's code box, a notebook missing from ``_toc.yml``, a ``_toc.yml`` entry
+with no file, a citation key missing from ``references.bib``. (``tests/run_paths.py``, run by
+``make run-path-test``, runs the set-up cells in fresh environments.)
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import re
+import sys
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -20,11 +25,44 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 TOC = ROOT / "_toc.yml"
+PYPROJECT = ROOT / "pyproject.toml"
+PACKAGE = ROOT / "fliplib"
 CONFIG = ROOT / "_config.yml"
 BIBLIOGRAPHY = ROOT / "references.bib"
 
 SOURCE_SUFFIXES = (".md", ".ipynb")
 PIP_SENTINEL = "__pip_install__"
+# The widest code line the book's code box shows without a scroll bar (checked in Chromium at
+# 1280 and 1440 pixels by tests/browser/test_site.py).
+MAX_CODE_WIDTH = 80
+# At most a fifth of the 551 glue() calls the chapters had before they were rewritten
+# around short cells that show their numbers.
+MAX_GLUE_CALLS = 110
+
+# The first code cell of every notebook, character for character. Locally fliplib is
+# installed and the cell only imports it; on Colab or Binder it installs fliplib with the
+# book's extras, and TensorFlow (the `tf` extra) only when none is installed, so that
+# Colab's own GPU build is kept. The `glue` fallback lets the chapters run outside the
+# book build (plain Jupyter, Colab), where myst_nb is not installed.
+SETUP_CELL = '''\
+# Set-up. Locally (make book / make lab) fliplib is installed and this does
+# nothing. On Colab or Binder it installs fliplib with the book's extras; it
+# adds TensorFlow only when none is installed, so Colab's own (GPU) TensorFlow
+# is kept.
+import importlib.util
+
+if importlib.util.find_spec("fliplib") is None:
+    extras = "book" if importlib.util.find_spec("tensorflow") else "book,tf"
+    source = "git+https://github.com/flip-points/flip-points"
+    %pip install --quiet "fliplib[{extras}] @ {source}"
+import fliplib
+
+try:
+    from myst_nb import glue  # the book pastes computed numbers into the text
+except ImportError:  # plain Jupyter or Colab: show the value instead
+
+    def glue(name, value, display=True):
+        print(f"{name} = {value}")'''
 
 
 def book_notebooks() -> list[Path]:
@@ -123,58 +161,6 @@ def _replace_pip_magics(source: str) -> str:
     return "\n".join(lines)
 
 
-def _imports_fliplib(statement: ast.stmt) -> bool:
-    return isinstance(statement, ast.Import) and any(
-        alias.name == "fliplib" for alias in statement.names
-    )
-
-
-def _catches_import_error(handler: ast.ExceptHandler) -> bool:
-    caught = handler.type
-    names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
-    return any(isinstance(name, ast.Name) and name.id == "ImportError" for name in names)
-
-
-def _calls_pip_install(statement: ast.stmt) -> bool:
-    return (
-        isinstance(statement, ast.Expr)
-        and isinstance(statement.value, ast.Call)
-        and isinstance(statement.value.func, ast.Name)
-        and statement.value.func.id == PIP_SENTINEL
-    )
-
-
-def installs_fliplib_when_missing(source: str) -> bool:
-    """Whether a code cell installs ``fliplib`` when, and only when, it cannot be imported.
-
-    The accepted shape, at the top level of the cell (on Colab and Binder ``fliplib`` is not
-    yet installed; in the project's own environment it is, and nothing is installed)::
-
-        try:
-            import fliplib
-        except ImportError:
-            %pip install ...
-
-    The ``try`` body must contain ``import fliplib``; an ``except`` clause that names
-    ``ImportError`` (alone or in a tuple, ``ModuleNotFoundError`` does not count) must run
-    ``%pip install``. Other statements may come before or after.
-    """
-    try:
-        module = ast.parse(_replace_pip_magics(source))
-    except SyntaxError:
-        return False
-    for statement in module.body:
-        if not isinstance(statement, ast.Try):
-            continue
-        if not any(_imports_fliplib(inner) for inner in statement.body):
-            continue
-        for handler in statement.handlers:
-            if handler.type is not None and _catches_import_error(handler):
-                if any(_calls_pip_install(inner) for inner in handler.body):
-                    return True
-    return False
-
-
 def cited_keys(text: str) -> set[str]:
     """Citation keys used with MyST ``{cite}``, ``{cite:p}``, ``{cite:t}``, ... roles."""
     keys = set()
@@ -200,55 +186,82 @@ def page_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def imported_modules(source: str) -> set[str]:
+    """Top-level names of the modules a code cell imports (at any depth, absolute imports).
+
+    IPython magics are turned into Python first (:func:`_replace_pip_magics`); a cell that
+    still does not parse raises ``SyntaxError``, since then its imports cannot be known.
+    """
+    found = set()
+    for node in ast.walk(ast.parse(_replace_pip_magics(source))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.partition(".")[0])
+    return found
+
+
+def requirement_name(requirement: str) -> str:
+    """The normalised distribution name of a requirement string (``"Foo_bar>=1; x"`` -> ``foo-bar``)."""
+    name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    if name is None:
+        raise ValueError(f"not a requirement: {requirement!r}")
+    return re.sub(r"[-_.]+", "-", name.group(1)).lower()
+
+
+def declared_requirements(pyproject: dict, extras: tuple[str, ...]) -> set[str]:
+    """Distribution names that ``pip install "fliplib[extras]"`` asks for directly."""
+    project = pyproject["project"]
+    names = {requirement_name(r) for r in project["dependencies"]}
+    for extra in extras:
+        if extra not in project.get("optional-dependencies", {}):
+            raise KeyError(f"pyproject.toml has no extra {extra!r}")
+        names |= {requirement_name(r) for r in project["optional-dependencies"][extra]}
+    return names
+
+
+def installed_closure(names: set[str]) -> set[str]:
+    """``names`` and, recursively, what their installed distributions require (extras not
+    followed), as far as it is installed here."""
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        todo += [requirement_name(r) for r in requires if not re.search(r"\bextra\s*==", r)]
+    return seen
+
+
+def module_distributions() -> dict[str, set[str]]:
+    """Importable top-level module -> the normalised names of the distributions providing it."""
+    return {
+        module: {requirement_name(dist) for dist in dists}
+        for module, dists in importlib.metadata.packages_distributions().items()
+    }
+
+
+def uncovered_imports(modules: set[str], covered: set[str], providers: dict[str, set[str]]) -> list[str]:
+    """The third-party modules among ``modules`` that no distribution in ``covered`` provides."""
+    return sorted(
+        module for module in modules
+        if module not in sys.stdlib_module_names and module != "fliplib"
+        and not providers.get(module, set()) & covered
+    )
+
+
+def wide_lines(source: str, limit: int) -> list[str]:
+    """The lines of ``source`` longer than ``limit`` characters."""
+    return [line for line in source.splitlines() if len(line) > limit]
+
+
 # --------------------------------------------------------------------------------------
 # The helpers themselves
 # --------------------------------------------------------------------------------------
-
-INSTALL_CELL = """\
-try:
-    import fliplib
-except ImportError:
-    %pip install --quiet "fliplib[book] @ git+https://github.com/flip-points/flip-points"
-    import fliplib
-"""
-
-
-@pytest.mark.parametrize(
-    "source",
-    [
-        INSTALL_CELL,
-        "import os\n" + INSTALL_CELL + "import numpy as np\n",
-        "try:\n    import fliplib\nexcept (ImportError, OSError):\n    %pip install fliplib\n",
-    ],
-    ids=["plain", "with-neighbours", "tuple"],
-)
-def test_install_check_accepts_the_agreed_shape(source: str) -> None:
-    assert installs_fliplib_when_missing(source)
-
-
-@pytest.mark.parametrize(
-    "source",
-    [
-        "import fliplib\n",
-        "%pip install fliplib\nimport fliplib\n",
-        "try:\n    import fliplib\nexcept ImportError:\n    !pip install fliplib\n",
-        "try:\n    import fliplib\nexcept ModuleNotFoundError:\n    %pip install fliplib\n",
-        "try:\n    import fliplib\nexcept:\n    %pip install fliplib\n",
-        "try:\n    import numpy\nexcept ImportError:\n    %pip install fliplib\n",
-        "try:\n    import fliplib\nexcept ImportError:\n    pass\n%pip install fliplib\n",
-        "try:\n    import fliplib\nexcept ImportError:\n    # %pip install fliplib\n    pass\n",
-        "try:\n    from fliplib import flip\nexcept ImportError:\n    %pip install fliplib\n",
-        "if True:\n    try:\n        import fliplib\n    except ImportError:\n        %pip install fliplib\n",
-        "try:\n    import fliplib\nexcept ImportError:\n    %pip install fliplib\n  broken indentation\n",
-    ],
-    ids=[
-        "no-try", "unconditional-pip", "shell-pip", "other-exception", "bare-except",
-        "other-module", "pip-outside-except", "commented-pip", "from-import", "nested", "syntax",
-    ],
-)
-def test_install_check_rejects_other_shapes(source: str) -> None:
-    assert not installs_fliplib_when_missing(source)
-
 
 def test_committed_outputs_finds_outputs_and_execution_counts() -> None:
     notebook = nbformat.v4.new_notebook(
@@ -305,6 +318,38 @@ def test_bibtex_keys_skips_comments_and_strings() -> None:
     assert bibtex_keys(text) == ["one", "two"]
 
 
+def test_imported_modules_reads_every_import_form() -> None:
+    source = (
+        "import os, numpy.linalg as la\nfrom scipy import special\nfrom . import x\n"
+        "try:\n    import dice_ml\nexcept ImportError:\n    %pip install dice-ml\n"
+        "def f():\n    from foolbox.attacks import L2DeepFoolAttack\n"
+    )
+    assert imported_modules(source) == {"os", "numpy", "scipy", "dice_ml", "foolbox"}
+    with pytest.raises(SyntaxError):
+        imported_modules("import (\n")
+
+
+def test_requirements_are_read_with_extras_and_markers() -> None:
+    assert requirement_name("Dice_ML>=0.12; python_version > '3'") == "dice-ml"
+    pyproject = {"project": {"dependencies": ["numpy>=1"], "optional-dependencies": {
+        "book": ["foolbox>=3"], "tf": ["tensorflow-cpu>=2; sys_platform == 'linux'"]}}}
+    assert declared_requirements(pyproject, ("book",)) == {"numpy", "foolbox"}
+    assert declared_requirements(pyproject, ("book", "tf")) == {"numpy", "foolbox", "tensorflow-cpu"}
+    with pytest.raises(KeyError):
+        declared_requirements(pyproject, ("gpu",))
+
+
+def test_uncovered_imports_names_what_no_declared_distribution_provides() -> None:
+    providers = {"sklearn": {"scikit-learn"}, "foolbox": {"foolbox"}, "hypothesis": {"hypothesis"}}
+    modules = {"os", "fliplib", "sklearn", "foolbox", "hypothesis", "not_installed"}
+    assert uncovered_imports(modules, {"scikit-learn", "foolbox"}, providers) == [
+        "hypothesis", "not_installed"]
+
+
+def test_wide_lines_counts_characters() -> None:
+    assert wide_lines("a" * 80 + "\n" + "b" * 81 + "\n", 80) == ["b" * 81]
+
+
 # --------------------------------------------------------------------------------------
 # The book's notebooks
 # --------------------------------------------------------------------------------------
@@ -336,13 +381,79 @@ def test_notebook_uses_the_python3_kernel(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_notebook_id)
-def test_first_code_cell_installs_fliplib_when_missing(path: Path) -> None:
+def test_first_code_cell_is_the_setup_cell(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert code_cells, f"{path.name}: no code cells"
-    assert installs_fliplib_when_missing(code_cells[0].source), (
-        f"{path.name}: the first code cell must contain, at top level,\n{INSTALL_CELL}"
+    assert code_cells[0].source == SETUP_CELL, (
+        f"{path.name}: the first code cell must be exactly the set-up cell:\n{SETUP_CELL}"
     )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_notebook_id)
+def test_only_the_setup_cell_imports_myst_nb(path: Path) -> None:
+    """The set-up cell imports ``glue`` with its fallback; a bare ``from myst_nb import glue``
+    elsewhere fails outside the book build (plain Jupyter, Colab)."""
+    notebook = nbformat.read(path, as_version=4)
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    offenders = [
+        number for number, cell in enumerate(code_cells[1:], start=2)
+        if "myst_nb" in imported_modules(cell.source)
+    ]
+    assert not offenders, f"{path.name}: code cells {offenders} import myst_nb; use the set-up cell's glue"
+
+
+def test_every_notebook_import_is_installed_by_the_setup_cell() -> None:
+    """Every third-party module a chapter imports, directly or through the fliplib modules,
+    comes with ``fliplib[book,tf]`` (what the set-up cell installs on a machine without
+    TensorFlow): a base dependency, the ``tf`` or the ``book`` extra, or something they
+    require. Needs the project's environment (``make test``), where all of it is installed.
+    """
+    pyproject = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
+    covered = installed_closure(declared_requirements(pyproject, ("book", "tf")))
+    providers = module_distributions()
+    problems = {}
+    sources = {path.name: "\n".join(
+        cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+        for path in NOTEBOOKS}
+    sources |= {f"fliplib/{path.name}": path.read_text(encoding="utf-8") for path in PACKAGE.glob("*.py")}
+    for name, source in sources.items():
+        missing = uncovered_imports(imported_modules(source), covered, providers)
+        if missing:
+            problems[name] = missing
+    assert not problems, (
+        f"imports that fliplib[book,tf] does not install (add them to the book extra): {problems}"
+    )
+
+
+def test_code_lines_fit_the_code_box() -> None:
+    """No code line wider than MAX_CODE_WIDTH characters (the book's code box shows that
+    many without a scroll bar; format with `ruff format --line-length 80`)."""
+    problems = {}
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        lines = [
+            line for cell in notebook.cells if cell.cell_type == "code"
+            for line in wide_lines(cell.source, MAX_CODE_WIDTH)
+        ]
+        if lines:
+            problems[path.name] = (len(lines), max(map(len, lines)))
+    assert not problems, (
+        f"code lines wider than {MAX_CODE_WIDTH} characters, (count, widest) per notebook: {problems}"
+    )
+
+
+def test_glue_calls_are_few() -> None:
+    """At most MAX_GLUE_CALLS ``glue(`` calls in all the chapters' code (the set-up cell's
+    ``def glue(`` fallback not counted): numbers a reader needs are shown by short cells, and
+    glued into prose only where a sentence needs one."""
+    counts = {}
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        counts[path.name] = sum(cell.source.count("glue(") for cell in code_cells[1:])
+    total = sum(counts.values())
+    assert total <= MAX_GLUE_CALLS, f"{total} glue( calls (at most {MAX_GLUE_CALLS}): {counts}"
 
 
 # --------------------------------------------------------------------------------------

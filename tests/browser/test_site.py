@@ -9,12 +9,18 @@ opens every HTML page in headless Chromium driven by Selenium. A page fails when
 - one of its images fails to load;
 - a JavaScript error occurs on it (an uncaught exception, a rejected promise, or an error the
   page logs to the console), or a script, style sheet or other file of the site that it asks
-  for fails to load.
+  for fails to load;
+- it asks for anything from another host (a script, style sheet, font or image from a CDN):
+  the site must work with no network;
+- its mathematics is not rendered: an element that holds TeX (Sphinx's ``math`` class) has no
+  MathJax output in it, or raw delimiters ``\(``, ``\)``, ``\[``, ``\]`` or ``$$`` remain in
+  the visible text outside code.
 
-The browser resolves no host names but 127.0.0.1, so the test checks the site itself and runs
-the same offline and online: resources from other hosts (MathJax's CDN, Binder and Colab
-badges) are not loaded, and their failures are not the site's. ``test_checker_catches_*``
-breaks a copy of the built site on purpose and shows that each kind of damage is reported.
+The browser resolves no host names but 127.0.0.1 (the network is blocked), so the test checks
+the site itself and runs the same offline and online. ``test_checker_catches_*`` breaks a copy
+of the built site on purpose and shows that each kind of damage is reported. Two more tests
+open pages from the files on disk (``file://``, as a reader who opens ``_build/html/index.html``
+does), and check at 1280 and 1440 pixels that an 80-character code line fits the code box.
 
 Not part of ``make test`` (the ``browser`` marker is deselected by default); run it after
 building the book with ``make browser-test``. Needs Debian's ``chromium`` and
@@ -27,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import json
 import os
 import re
 import shutil
@@ -68,6 +75,43 @@ window.addEventListener("unhandledrejection", (event) => {
 });
 """
 
+# Run after the load event, asynchronously: wait until MathJax (if the page loaded it) has
+# typeset the page. Without MathJax, window.MathJax is at most the configuration object.
+MATHJAX_DONE = """
+const done = arguments[arguments.length - 1];
+const mj = window.MathJax;
+if (mj && mj.startup && mj.startup.promise) {
+  mj.startup.promise.then(() => done("typeset"), (error) => done("failed: " + error));
+} else {
+  done("absent");
+}
+"""
+
+# The page's mathematics: elements that hold TeX for MathJax (Sphinx writes them with the
+# class "math") without MathJax output inside, and raw TeX delimiters left in the visible text
+# outside code. The text is read from a copy of the page without code, scripts and MathJax's
+# output (whose hidden assistive MathML is not text a reader sees).
+MATH_STATE = """
+const root = document.querySelector("main, article, [role=main]") || document.body;
+const math = Array.from(root.querySelectorAll(".math"));
+const bare = math.filter((e) => !e.querySelector("mjx-container") && !e.closest("mjx-container"));
+const copy = root.cloneNode(true);
+copy.querySelectorAll("pre, code, script, style, textarea, mjx-container, .highlight").forEach((e) => e.remove());
+const text = copy.textContent.replace(/\\s+/g, " ");
+const raw = [];
+for (const delimiter of ["\\\\(", "\\\\)", "\\\\[", "\\\\]", "$$"]) {
+  const at = text.indexOf(delimiter);
+  if (at >= 0) raw.push(delimiter + " in \u201c" + text.slice(Math.max(0, at - 30), at + 40).trim() + "\u201d");
+}
+return {
+  math: math.length,
+  rendered: root.querySelectorAll("mjx-container").length,
+  bare: bare.slice(0, 3).map((e) => e.textContent.trim().slice(0, 60)),
+  n_bare: bare.length,
+  raw: raw,
+};
+"""
+
 # Run after the load event: the page's state as the test needs it.
 PAGE_STATE = """
 const images = Array.from(document.images, (img) => ({
@@ -88,7 +132,7 @@ class Problem:
     """One thing wrong with one page of the site."""
 
     page: str
-    kind: str  # "load", "link", "image", "resource" or "javascript"
+    kind: str  # "load", "link", "image", "resource", "javascript", "external" or "math"
     detail: str
 
     def __str__(self) -> str:
@@ -144,9 +188,12 @@ def chromium_driver():
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # no other host: see the docstring
     ):
         options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The performance log records every request the page makes (Network.requestWillBeSent),
+    # including those to other hosts, which fail here.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(PAGE_TIMEOUT)
+    driver.set_script_timeout(PAGE_TIMEOUT)
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": ERROR_RECORDER})
     return driver
 
@@ -198,8 +245,27 @@ def console_errors(driver, base: str) -> list[str]:
     ]
 
 
+def requested_urls(driver) -> list[str]:
+    """The URLs the browser has requested since the last call (from the performance log)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def external_requests(urls: list[str], base: str) -> list[str]:
+    """The requests that went to another host than the site (``data:`` and the like are local)."""
+    return sorted({
+        url for url in urls
+        if url.startswith(("http://", "https://", "ws://", "wss://", "//")) and not url.startswith(base)
+    })
+
+
 def load_page(driver, url: str) -> dict:
-    """Open ``url``, wait until its images have settled, and return :data:`PAGE_STATE`."""
+    """Open ``url``, wait until its images have settled and MathJax has typeset it, and return
+    :data:`PAGE_STATE` with the MathJax outcome (``mathjax``) and :data:`MATH_STATE` (``math``)."""
     driver.get(url)
     driver.execute_script("for (const img of document.images) img.loading = 'eager';")
     deadline = time.monotonic() + 10
@@ -207,7 +273,11 @@ def load_page(driver, url: str) -> dict:
         "return document.readyState === 'complete' && Array.from(document.images).every((i) => i.complete);"
     ):
         time.sleep(0.1)
-    return driver.execute_script(PAGE_STATE)
+    mathjax = driver.execute_async_script(MATHJAX_DONE)
+    state = driver.execute_script(PAGE_STATE)
+    state["mathjax"] = mathjax
+    state["math"] = driver.execute_script(MATH_STATE)
+    return state
 
 
 def url_status(url: str) -> int:
@@ -219,16 +289,31 @@ def url_status(url: str) -> int:
         return error.code
 
 
-def page_problems(page: str, state: dict | None, failure: str | None, base: str, console: list[str]) -> list[Problem]:
+def math_problems(page: str, state: dict) -> list[Problem]:
+    """Unrendered mathematics on a page, from :data:`MATH_STATE` and the MathJax outcome."""
+    math, problems = state["math"], []
+    if math["n_bare"]:
+        problems.append(Problem(
+            page, "math",
+            f"{math['n_bare']} of {math['math']} math elements not rendered (MathJax: {state['mathjax']}), "
+            f"e.g. {math['bare']}"))
+    for raw in math["raw"]:
+        problems.append(Problem(page, "math", f"raw TeX delimiter {raw}"))
+    return problems
+
+
+def page_problems(page: str, state: dict | None, failure: str | None, base: str, console: list[str],
+                  requests: list[str] = ()) -> list[Problem]:
     """What is wrong with one page, from its state in the browser (the links come later).
 
     An image that fails is reported once, as an image (the browser also logs it as a failed
     resource); an uncaught exception once, from the page's error recorder (the console has it
-    too).
+    too). A request to another host is reported as such, whether or not it failed.
     """
+    problems = [Problem(page, "external", f"requests {url}") for url in external_requests(list(requests), base)]
     if state is None:
-        return [Problem(page, "load", failure or "the browser could not open it")]
-    problems = []
+        return [Problem(page, "load", failure or "the browser could not open it"), *problems]
+    problems += math_problems(page, state)
     if not state["title"].strip():
         problems.append(Problem(page, "load", "the page has no title"))
     if not state["main"]:
@@ -285,7 +370,7 @@ def check_site(root: Path, driver) -> list[Problem]:
             except Exception as error:  # a timeout or a crashed tab: the page did not load
                 failure = f"{type(error).__name__}: {error}".splitlines()[0]
             errors = console_errors(driver, base)
-            problems += page_problems(page, state, failure, base, errors)
+            problems += page_problems(page, state, failure, base, errors, requested_urls(driver))
             if state is not None:
                 states[page] = state
         problems += link_problems(states, base)
@@ -334,6 +419,18 @@ def test_checker_catches_a_deliberately_broken_copy(browser, tmp_path: Path) -> 
     pages = content_pages(broken)
     assert len(pages) >= 5, f"too few pages to break: {pages}"
     truncated, thrower, missing_image, dead_link, dead_anchor = pages[:5]
+    # 6. a page with mathematics whose MathJax does not load (what a CDN does offline), and
+    # 7. a page that asks another host for a style sheet
+    with_math = [page for page in pages[5:] if 'class="math' in (broken / page).read_text(encoding="utf-8")]
+    assert len(with_math) >= 2, f"too few pages with mathematics to break: {with_math}"
+    no_mathjax, cdn = with_math[:2]
+    text = (broken / no_mathjax).read_text(encoding="utf-8")
+    scripts = re.findall(r'<script[^>]*src="[^"]*mathjax[^"]*"[^>]*></script>', text, flags=re.IGNORECASE)
+    assert scripts, f"{no_mathjax} loads no MathJax"
+    for script in scripts:
+        text = text.replace(script, "")
+    (broken / no_mathjax).write_text(text, encoding="utf-8")
+    insert_before_body_end(broken / cdn, '<link rel="stylesheet" href="https://cdn.example.org/style.css">')
 
     # 1. a page that does not load: cut to its first bytes
     (broken / truncated).write_bytes((broken / truncated).read_bytes()[:40])
@@ -353,6 +450,8 @@ def test_checker_catches_a_deliberately_broken_copy(browser, tmp_path: Path) -> 
         (missing_image, "image"),
         (dead_link, "link"),
         (dead_anchor, "link"),
+        (no_mathjax, "math"),
+        (cdn, "external"),
     }
     assert expected <= found, f"missed: {sorted(expected - found)}; found: {sorted(found)}"
     # Nothing else is reported, except links from other pages into the truncated one.
@@ -378,6 +477,14 @@ def test_checker_catches_errors_on_a_minimal_site(browser, tmp_path: Path) -> No
         "<script>undefinedFunction();</script></main></body></html>",
         encoding="utf-8",
     )
+    # TeX that nothing typesets, a raw delimiter in the text (code may show one), and a font
+    # from another host
+    (tmp_path / "math.html").write_text(
+        '<html><head><title>Math</title><link rel="stylesheet" href="https://fonts.example.org/f.css">'
+        '</head><body><main><p>Let <span class="math notranslate">\\(x^2\\)</span>.</p>'
+        "<p>Raw $$y$$ here.</p><pre>print(r'\\(code\\)')</pre></main></body></html>",
+        encoding="utf-8",
+    )
     problems = check_site(tmp_path, browser)
     found = {(problem.page, problem.kind, "nowhere" in problem.detail) for problem in problems}
     assert found == {
@@ -385,7 +492,12 @@ def test_checker_catches_errors_on_a_minimal_site(browser, tmp_path: Path) -> No
         ("index.html", "link", True),    # good.html has no #nowhere
         ("broken.html", "image", False),
         ("broken.html", "javascript", False),
+        ("math.html", "math", False),
+        ("math.html", "external", False),
     }, "\n".join(map(str, problems))
+    math = sorted(problem.detail for problem in problems if problem.kind == "math")
+    assert len(math) == 4, math  # the bare element; and \(, \), $$ in the text (not those in <pre>)
+    assert sum("raw TeX delimiter" in detail for detail in math) == 3, math
 
 
 LAUNCH_LINK = re.compile(
@@ -407,3 +519,59 @@ def test_launch_buttons_open_the_page_s_own_notebook() -> None:
         else:
             assert not targets, f"{page} is not a notebook but has launch links to {sorted(targets)}"
     assert checked, "no notebook page found"
+
+
+def pages_with_math(root: Path, count: int) -> list[str]:
+    pages = [page for page in content_pages(root) if 'class="math' in (root / page).read_text(encoding="utf-8")]
+    return pages[:count]
+
+
+def test_pages_render_their_mathematics_from_the_files_on_disk(browser) -> None:
+    """Opened as files (no web server, no network), pages still load MathJax and typeset."""
+    site = built_site()
+    pages = pages_with_math(site, 3)
+    assert pages, "no page with mathematics"
+    problems = []
+    for page in pages:
+        state = load_page(browser, (site / page).resolve().as_uri())
+        problems += math_problems(page, state)
+        if not state["math"]["rendered"]:
+            problems.append(Problem(page, "math", "no MathJax output at all"))
+        problems += [Problem(page, "external", url) for url in external_requests(requested_urls(browser), "file://")]
+    assert not problems, "\n".join(map(str, problems))
+
+
+# Measure whether a line of `characters` characters fits the page's code box: a copy of the
+# first code cell's <pre>, with such a line, put beside the original (same width, same font).
+CODE_FIT = """
+const characters = arguments[0];
+const pre = document.querySelector("div.cell_input pre, div.highlight pre");
+if (!pre) return null;
+const probe = pre.cloneNode(false);
+probe.textContent = "x".repeat(characters);
+pre.parentNode.insertBefore(probe, pre.nextSibling);
+const result = {scroll: probe.scrollWidth, client: probe.clientWidth,
+                font: getComputedStyle(probe).fontSize, box: pre.getBoundingClientRect().width};
+probe.remove();
+return result;
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 1440])
+def test_an_80_character_code_line_fits_the_code_box(browser, width: int) -> None:
+    """The chapters' code is formatted to 80 characters (tests/test_notebooks.py); at the
+    book's default layout such a line must show without a horizontal scroll bar."""
+    site = built_site()
+    notebooks = [page for page in content_pages(site) if (ROOT / page).with_suffix(".ipynb").is_file()]
+    assert notebooks, "no notebook page"
+    browser.set_window_size(width, 900)
+    try:
+        with serve(site) as base:
+            load_page(browser, base + notebooks[0])
+            fit = browser.execute_script(CODE_FIT, 80)
+            wider = browser.execute_script(CODE_FIT, 200)
+    finally:
+        browser.set_window_size(1280, 900)
+    assert fit is not None, f"{notebooks[0]} has no code box"
+    assert fit["scroll"] <= fit["client"], f"an 80-character line overflows the code box at {width} px: {fit}"
+    assert wider["scroll"] > wider["client"], f"the probe cannot fail: 200 characters fit too ({wider})"

@@ -1,4 +1,4 @@
-"""Tests of fliplib.influence: nearest flip classes, subsets by distance, retraining, synthetic points."""
+"""Tests of fliplib.studies.influence: nearest flip classes, subsets by distance, retraining, synthetic points."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import fliplib
-from fliplib.influence import (
+from fliplib.studies.influence import (
     alternate_label_found,
     distance_subsets,
     nearest_flip_classes,
     subset_accuracies,
-    synthetic_points,
-    threshold_size,
 )
 
 settings_fast = settings(max_examples=40, deadline=None)
@@ -71,13 +69,6 @@ def test_alternate_label_found_rejects_bad_input(d, labels, match):
 
 
 # ------------------------------------------------------------------ subsets by distance
-
-
-@settings_fast
-@given(d=distance_vectors, t=st.floats(-1, 11))
-def test_threshold_size_counts_and_grows_with_the_threshold(d, t):
-    assert threshold_size(d, t) == int(np.sum(d <= t))
-    assert threshold_size(d, t) <= threshold_size(d, t + 0.5)
 
 
 @settings_fast
@@ -143,16 +134,3 @@ def test_subset_accuracies_rejects_indices_outside_the_pool():
 # ------------------------------------------------------------------ synthetic points
 
 
-def test_synthetic_points_keep_the_successes_with_their_labels():
-    flip_x = np.arange(12.0).reshape(4, 3)
-    flip_x[1] = np.nan  # a failed problem may hold anything
-    x_new, y_new = synthetic_points(flip_x, [True, False, True, False], [3, 1, 7, 2])
-    assert np.array_equal(x_new, flip_x[[0, 2]])
-    assert y_new.tolist() == [3, 7] and y_new.dtype == np.int64
-
-
-def test_synthetic_points_reject_mismatched_shapes_and_bad_successes():
-    with pytest.raises(ValueError, match="shape"):
-        synthetic_points(np.zeros((3, 2)), [True, True], [0, 1, 2])
-    with pytest.raises(ValueError, match="NaN"):
-        synthetic_points(np.full((1, 2), np.nan), [True], [0])

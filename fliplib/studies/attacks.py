@@ -68,7 +68,7 @@ def _foolbox():
         import foolbox
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
-            'fliplib.attacks needs Foolbox 3: pip install "foolbox>=3.3.4"'
+            'fliplib.studies.attacks needs Foolbox 3: pip install "foolbox>=3.3.4"'
         ) from err
     return foolbox
 

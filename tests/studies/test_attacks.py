@@ -1,4 +1,4 @@
-"""fliplib.attacks: Foolbox 3 minimum-norm attacks on fliplib models, checked on a linear model."""
+"""fliplib.studies.attacks: Foolbox 3 minimum-norm attacks on fliplib models, checked on a linear model."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import pytest
 import fliplib
 
 foolbox = pytest.importorskip("foolbox")
-from fliplib.attacks import ATTACKS, minimum_norm_attack  # noqa: E402
+from fliplib.studies.attacks import ATTACKS, minimum_norm_attack  # noqa: E402
 
 
 @pytest.fixture(scope="module")

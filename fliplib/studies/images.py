@@ -8,10 +8,7 @@ by its pixels.  This module holds the few pixel-space tools that chapter needs:
   closest flip point can be computed in pixel space with the box ``0 <= pixel <= 255`` (a box
   on pixels is not a box on wavelet coefficients).
 - :func:`bound_violations`: whether flip points are legitimate images (every pixel in range).
-- :func:`near_zero_columns`, :func:`sparsity`: how many pixels a matrix of directions
-  ``x_hat - x`` leaves (uniformly) alone.
-- :func:`signed_rgb`, :func:`pixel_mask`: a signed change of pixels shown as an RGB image
-  (Figures 5-7), and the pixels where a principal component is large (arXiv 2019, Fig. 7).
+- :func:`signed_rgb`: a signed change of pixels shown as an RGB image (Figures 5-7).
 
 PCA and the numerical rank of the directions are in :mod:`fliplib.analysis`; the wavelet
 features and their inverse in :mod:`fliplib.wavelets`.
@@ -22,16 +19,13 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from .params import NetworkParams, network_params
-from .wavelets import WaveletFeatures
+from ..params import NetworkParams, network_params
+from ..wavelets import WaveletFeatures
 
 __all__ = [
     "bound_violations",
-    "near_zero_columns",
-    "pixel_mask",
     "pixel_network",
     "signed_rgb",
-    "sparsity",
 ]
 
 
@@ -111,63 +105,6 @@ def bound_violations(images, *, lower: float = 0.0, upper: float = 255.0) -> tup
     return largest, np.count_nonzero(excess > 0, axis=1)
 
 
-def _directions(directions) -> np.ndarray:
-    d = np.asarray(directions, dtype=np.float64)
-    if d.ndim < 2 or d.shape[0] == 0:
-        raise ValueError(f"directions must be a non-empty batch, one direction per row, got shape {d.shape}")
-    d = d.reshape(len(d), -1)
-    if not np.all(np.isfinite(d)):
-        raise ValueError("directions hold NaN or inf (failed flip points?); keep only the successful ones")
-    return d
-
-
-def _check_atol(atol: float) -> float:
-    atol = float(atol)
-    if not (np.isfinite(atol) and atol > 0):
-        raise ValueError(f"atol must be a positive number, got {atol!r}")
-    return atol
-
-
-def near_zero_columns(directions, *, atol: float) -> np.ndarray:
-    """The features (pixels and channels) that every direction leaves almost unchanged.
-
-    Parameters
-    ----------
-    directions : array_like, shape (m, ...)
-        One direction ``x_hat - x`` per row (images are flattened in C order).
-    atol : float
-        A feature is near zero when ``|d| < atol`` in every direction (for example 0.5 on the
-        0-255 scale: a change that rounding to 8 bits undoes).
-
-    Returns
-    -------
-    ndarray of bool, shape (n_features,)
-        ``mask.mean()`` is the fraction of features the directions do not involve; reshape it
-        to the image shape to see where they are.
-    """
-    d = _directions(directions)
-    return np.all(np.abs(d) < _check_atol(atol), axis=0)
-
-
-def sparsity(directions, *, atol: float) -> float:
-    """The fraction of entries of a matrix of directions below ``atol`` in magnitude.
-
-    Parameters
-    ----------
-    directions : array_like, shape (m, ...)
-        One direction per row.
-    atol : float
-        Changes smaller than this count as zero (0.5 on the 0-255 scale in the paper).
-
-    Returns
-    -------
-    float
-        In ``[0, 1]``: 0 when every entry changes by ``atol`` or more, 1 when none does.
-    """
-    d = _directions(directions)
-    return float(np.mean(np.abs(d) < _check_atol(atol)))
-
-
 def signed_rgb(delta, *, magnify: float = 1.0, full_scale: float = 255.0) -> np.ndarray:
     """A signed change of pixels as a displayable image: mid-grey is no change.
 
@@ -196,35 +133,3 @@ def signed_rgb(delta, *, magnify: float = 1.0, full_scale: float = 255.0) -> np.
     if not np.all(np.isfinite(d)):
         raise ValueError("delta holds NaN or inf")
     return np.clip(0.5 + magnify * d / full_scale, 0.0, 1.0)
-
-
-def pixel_mask(component, image_shape, *, threshold: float) -> np.ndarray:
-    """The pixels at which a (principal) direction is large in some colour channel.
-
-    Parameters
-    ----------
-    component : array_like, shape (H * W * C,) or image_shape
-        A direction in pixel space, flattened in C order (for example a unit-norm principal
-        component).
-    image_shape : (H, W) or (H, W, C)
-        The shape of one image; channels last.
-    threshold : float
-        A pixel is kept when ``|component| > threshold`` in at least one channel (arXiv 2019,
-        sec. 5.1.2, kept coefficients above 0.05 of a unit-norm component).
-
-    Returns
-    -------
-    ndarray of bool, shape (H, W)
-    """
-    shape = tuple(int(s) for s in image_shape)
-    if len(shape) not in (2, 3):
-        raise ValueError(f"image_shape must be (H, W) or (H, W, C), got {image_shape!r}")
-    c = np.asarray(component, dtype=np.float64)
-    if c.size != int(np.prod(shape)):
-        raise ValueError(f"component has {c.size} entries, an image of shape {shape} has {int(np.prod(shape))}")
-    if not np.all(np.isfinite(c)):
-        raise ValueError("component holds NaN or inf")
-    if not threshold >= 0:
-        raise ValueError(f"threshold must be non-negative, got {threshold!r}")
-    large = np.abs(c.reshape(shape)) > threshold
-    return large.any(axis=2) if len(shape) == 3 else large

@@ -1,4 +1,4 @@
-"""Tests of fliplib.images: the network on pixels, legitimacy, direction statistics, displays."""
+"""Tests of fliplib.studies.images: the network on pixels, legitimacy, direction statistics, displays."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import fliplib
-from fliplib.images import bound_violations, near_zero_columns, pixel_mask, pixel_network, signed_rgb, sparsity
+from fliplib.studies.images import bound_violations, pixel_network, signed_rgb
 from fliplib.params import forward
 from fliplib.wavelets import WaveletFeatures
 
@@ -106,42 +106,6 @@ def test_bound_violations_flag_nan_and_check_the_range():
 
 
 @settings(max_examples=50, deadline=None)
-@given(arrays(np.float64, (6, 9), elements=st.floats(-3, 3)), st.floats(0.01, 2.0))
-def test_near_zero_columns_and_sparsity_agree_with_their_definitions(d, atol):
-    mask = near_zero_columns(d, atol=atol)
-    small = np.abs(d) < atol
-    assert mask.tolist() == small.all(axis=0).tolist()
-    assert sparsity(d, atol=atol) == pytest.approx(small.mean())
-    # A column that is near zero everywhere contributes only zeros to the sparsity count.
-    assert sparsity(d, atol=atol) >= mask.mean() - 1e-12
-
-
-def test_sparsity_grows_with_the_threshold():
-    d = np.random.default_rng(0).normal(size=(20, 30))
-    values = [sparsity(d, atol=t) for t in (0.1, 0.5, 1.0, 3.0)]
-    assert values == sorted(values) and values[0] < values[-1]
-
-
-def test_near_zero_columns_of_images_flatten_in_c_order():
-    d = np.zeros((3, 2, 2, 3))
-    d[:, 1, 0, 2] = 5.0  # pixel (1, 0), blue channel, moves
-    mask = near_zero_columns(d, atol=0.5).reshape(2, 2, 3)
-    assert not mask[1, 0, 2] and mask.sum() == 11
-
-
-def test_direction_statistics_reject_bad_input():
-    with pytest.raises(ValueError, match="NaN"):
-        sparsity(np.array([[np.nan, 0.0]]), atol=0.5)
-    with pytest.raises(ValueError, match="atol"):
-        near_zero_columns(np.zeros((2, 2)), atol=0.0)
-    with pytest.raises(ValueError, match="non-empty"):
-        sparsity(np.zeros((0, 4)), atol=0.5)
-
-
-# ------------------------------------------------------------------------------ displays
-
-
-@settings(max_examples=50, deadline=None)
 @given(arrays(np.float64, (4, 4, 3), elements=finite), st.floats(0.1, 50))
 def test_signed_rgb_is_grey_at_zero_and_monotone(delta, magnify):
     image = signed_rgb(delta, magnify=magnify, full_scale=255.0)
@@ -158,14 +122,3 @@ def test_signed_rgb_magnifies_as_the_paper():
         signed_rgb(np.zeros(2), magnify=0.0)
 
 
-def test_pixel_mask_marks_pixels_with_a_large_channel():
-    c = np.zeros((4, 4, 3))
-    c[1, 2, 0] = 0.2
-    c[3, 3, 2] = -0.3
-    c[0, 0, 1] = 0.04
-    mask = pixel_mask(c.ravel(), (4, 4, 3), threshold=0.05)
-    assert mask.shape == (4, 4)
-    assert sorted(zip(*np.nonzero(mask))) == [(1, 2), (3, 3)]
-    assert pixel_mask(c[:, :, 0], (4, 4), threshold=0.1).sum() == 1
-    with pytest.raises(ValueError, match="entries"):
-        pixel_mask(np.zeros(10), (4, 4, 3), threshold=0.05)

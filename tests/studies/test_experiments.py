@@ -1,4 +1,4 @@
-"""Tests of fliplib.experiments: the homotopy path and the solver comparison."""
+"""Tests of fliplib.studies.experiments: the homotopy path and the solver comparison."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import fliplib
 from fliplib.baselines import numpy_logits
-from fliplib.experiments import (
+from fliplib.studies.experiments import (
     compare_methods,
     homotopy_network,
     homotopy_path,
@@ -87,10 +87,13 @@ def test_homotopy_path_ends_where_the_solver_ends(small_erf, point):
     np.testing.assert_allclose(path.t, [0, 1 / 3, 2 / 3, 1])
     assert path.distance[0] == 0 and path.success[0]
     np.testing.assert_allclose(path.distance, np.linalg.norm(path.x - x, axis=1))
-    solver = fliplib.closest_flip_points(small_erf, x[None], target, source=source, method="homotopy",
-                                         adaptive=False, eta=3, max_iter=60, inner_iter=10, fallback=None)
+    solver = fliplib.closest_flip_points(small_erf, x[None], target, source=source, method="homotopy", search="local",
+                                         options=dict(adaptive=False, eta=3, max_iter=60, inner_iter=10, fallback=None))
     np.testing.assert_allclose(path.x[-1], solver.x[0], rtol=1e-9, atol=1e-12)
     assert path.success[-1] == solver.success[0]
+    # One solve, not eta: the path's work is the solver's, accumulated stage by stage.
+    assert path.n_jacobian_evals[-1] == solver.n_jacobian_evals[0]
+    assert np.all(np.diff(path.n_jacobian_evals) > 0)
     frame = path.to_frame()
     assert list(frame.index) == [0, 1, 2, 3]
     z = numpy_logits(small_erf, path.x)
@@ -163,7 +166,8 @@ def test_compare_methods_tabulates_every_solver(small_erf, rng):
     assert (table["median ratio to best"].dropna() >= 1 - 1e-12).all()
     assert (table["seconds per problem"] > 0).all()
     # The problems frame agrees with the solver's own answer.
-    direct = fliplib.closest_flip_points(small_erf, x, target, source=source, method="direct", max_iter=30)
+    direct = fliplib.closest_flip_points(small_erf, x, target, source=source, method="direct", search="local",
+                                         options=dict(max_iter=30))
     mine = problems[problems["method"] == "direct"]
     np.testing.assert_array_equal(mine["success"], direct.success)
     np.testing.assert_allclose(mine["distance"], direct.distance)
@@ -195,5 +199,5 @@ def test_compare_methods_takes_bounds_per_input(small_erf, rng):
     table, problems = compare_methods(small_erf, x, target, methods={"direct": {"method": "direct"}},
                                       lower=lower, upper=upper, n_slsqp=2)
     assert list(table.index) == ["direct", "SLSQP"] and table.loc["SLSQP", "problems"] == 2
-    direct = fliplib.closest_flip_points(small_erf, x, target, method="direct", lower=lower, upper=upper)
+    direct = fliplib.closest_flip_points(small_erf, x, target, method="direct", search="local", lower=lower, upper=upper)
     np.testing.assert_array_equal(problems.query("method == 'direct'")["success"], direct.success)

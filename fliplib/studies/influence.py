@@ -9,9 +9,9 @@ the papers'; the functions measure them, whatever the outcome):
 - **Influential training points.**  Order a training set by the distance of each point to its
   closest flip point; a network trained on the closest points is claimed to beat one trained on a
   random subset of the same size, which beats one trained on the farthest points:
-  :func:`threshold_size`, :func:`distance_subsets`, :func:`subset_accuracies`.
+  :func:`distance_subsets`, :func:`subset_accuracies`.
 - **Synthetic data.**  Append to the training set a flip point for each training mistake,
-  labelled with the correct class, and retrain: :func:`synthetic_points`.
+  labelled with the correct class, and retrain (:func:`subset_accuracies` on the enlarged set).
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .model import predict_proba, train
+from .._checks import positive_int
+from ..model import predict_proba, train
 
 __all__ = [
     "alternate_label_found",
     "distance_subsets",
     "nearest_flip_classes",
     "subset_accuracies",
-    "synthetic_points",
-    "threshold_size",
 ]
 
 
@@ -94,18 +93,6 @@ def alternate_label_found(distance, labels, *, decimals: int | None = 4) -> np.n
     return nearest[np.arange(len(labels)), labels.astype(int)]
 
 
-def threshold_size(distance, threshold: float) -> int:
-    """Number of points at most ``threshold`` from their closest flip point.
-
-    The papers define the subsets of Figure 4 this way ("data points at most 0.75 from a flip
-    point form a subset of 9,463 images").
-    """
-    d = _distances(distance, ndim=1)
-    if not np.isfinite(threshold):
-        raise ValueError(f"threshold must be finite, got {threshold!r}")
-    return int(np.sum(d <= threshold))
-
-
 def distance_subsets(distance, size: int, *, n_random: int = 1, seed=None) -> dict[str, list[np.ndarray]]:
     """Indices of the ``size`` points closest to, and farthest from, a flip point, and random subsets.
 
@@ -131,8 +118,7 @@ def distance_subsets(distance, size: int, *, n_random: int = 1, seed=None) -> di
     n = len(d)
     if not (isinstance(size, (int, np.integer)) and 1 <= size <= n):
         raise ValueError(f"size must be an integer in [1, {n}], got {size!r}")
-    if not (isinstance(n_random, (int, np.integer)) and n_random >= 0):
-        raise ValueError(f"n_random must be a non-negative integer, got {n_random!r}")
+    positive_int("n_random", n_random, allow_zero=True)
     order = np.argsort(d, kind="stable")
     rng = np.random.default_rng(seed)
     return {
@@ -202,34 +188,3 @@ def subset_accuracies(
             "test accuracy": float(np.mean(predict_proba(model, x_test).argmax(axis=1) == np.asarray(y_test))),
         })
     return pd.DataFrame(rows)
-
-
-def synthetic_points(flip_x, success, labels) -> tuple[np.ndarray, np.ndarray]:
-    """The successful flip points, labelled, ready to append to a training set.
-
-    Parameters
-    ----------
-    flip_x : array_like, shape (n, n_features)
-        One flip point per input (``FlipResult.x`` of a run with one target per input).
-    success : array_like of bool, shape (n,)
-        ``FlipResult.success``: failed problems are dropped.
-    labels : array_like of int, shape (n,)
-        The label each synthetic point gets (the papers: the correct class of the mistake).
-
-    Returns
-    -------
-    x_new : ndarray, shape (m, n_features)
-    y_new : ndarray of int, shape (m,)
-    """
-    flip_x = np.asarray(flip_x, dtype=float)
-    success = np.asarray(success, dtype=bool)
-    labels = np.asarray(labels)
-    if flip_x.ndim != 2:
-        raise ValueError(f"flip_x must have shape (n, n_features), got {flip_x.shape}")
-    if success.shape != (len(flip_x),) or labels.shape != (len(flip_x),):
-        raise ValueError(
-            f"success and labels must have shape ({len(flip_x)},), got {success.shape} and {labels.shape}"
-        )
-    if not np.all(np.isfinite(flip_x[success])):
-        raise ValueError("a successful flip point holds NaN or inf")
-    return flip_x[success], labels[success].astype(np.int64)

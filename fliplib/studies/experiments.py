@@ -27,10 +27,11 @@ import tensorflow as tf
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from . import homotopy
-from .baselines import numpy_logits, slsqp_flip_point
-from .flip import _check_distinct, _class_indices, closest_flip_points, flip_evidence, status_from_evidence
-from .params import NetworkParams, forward, network_params
+from .. import homotopy, sqp
+from .._checks import check_distinct, class_indices, positive_int
+from ..baselines import numpy_logits, slsqp_flip_point
+from ..flip import closest_flip_points, flip_evidence, status_from_evidence
+from ..params import NetworkParams, forward, network_params
 
 __all__ = [
     "HomotopyPath",
@@ -190,14 +191,14 @@ class HomotopyPath:
 
 
 def homotopy_path(model, x, source: int, target: int, *, eta: int, tau: float = 1e-5, margin: float = 1e-3,
-                  max_iter: int = 300, inner_iter: int = 20, progress: bool = False) -> HomotopyPath:
+                  max_iter: int = 300, inner_iter: int = 20, path_tol: float = 1e-4) -> HomotopyPath:
     """The path ``x_hat^{c,0} = x, x_hat^{c,1}, ..., x_hat^{c,eta}`` of Algorithm 2 with uniform steps.
 
-    Step ``k`` solves :func:`fliplib.closest_flip_points` on ``N^k`` (:func:`homotopy_network`)
-    with ``method="homotopy", adaptive=False, eta=k`` and no fallback, which walks the same
-    first ``k`` steps as the full path (see the module docstring).  The last point is the answer
-    of ``closest_flip_points(model, x, target, method="homotopy", adaptive=False, eta=eta,
-    fallback=None)``.  The cost grows as ``eta**2``: this is a tool to look at, not a solver.
+    One call of :func:`fliplib.homotopy.follow_path` (``adaptive=False``) records the flip point
+    of every stage: the stage networks ``N^k`` are those of :func:`homotopy_network`, and step
+    ``k < eta`` counts as found when its relative logit gap is below ``path_tol`` (the stage
+    rule of the solver); the last point, on the original network, is held to the solver's own
+    ``gap_tol = 1e-6``.
 
     Parameters
     ----------
@@ -206,10 +207,8 @@ def homotopy_path(model, x, source: int, target: int, *, eta: int, tau: float = 
     source, target : int
     eta : int
         Number of uniform steps.
-    tau, margin, max_iter, inner_iter
-        As for :func:`fliplib.closest_flip_points`.
-    progress : bool
-        Show a progress bar over the steps.
+    tau, margin, max_iter, inner_iter, path_tol
+        As for :class:`fliplib.FlipOptions`.
 
     Returns
     -------
@@ -218,24 +217,21 @@ def homotopy_path(model, x, source: int, target: int, *, eta: int, tau: float = 
     params = network_params(model)
     x = _one_point(params, x)
     source, target = _check_pair(params, source, target)
-    if not (isinstance(eta, (int, np.integer)) and eta >= 1):
-        raise ValueError(f"eta must be a positive integer, got {eta!r}")
-    nets, points, n_jac = [], [x], [0]
-    nets.append(homotopy_network(params, x, source, target, 0.0, tau=tau, margin=margin))
-    for k in tqdm(range(1, eta + 1), desc="homotopy steps", disable=not progress):
-        net = homotopy_network(params, x, source, target, k / eta, tau=tau, margin=margin)
-        res = closest_flip_points(net, x[None, :], target, source=source, method="homotopy", adaptive=False,
-                                  eta=k, tau=tau, margin=margin, max_iter=max_iter, inner_iter=inner_iter,
-                                  fallback=None)
-        nets.append(net)
-        points.append(res.x[0])
-        n_jac.append(int(res.n_jacobian_evals[0]))
-    points = np.array(points)
+    positive_int("eta", eta)
+    nets = [homotopy_network(params, x, source, target, k / eta, tau=tau, margin=margin) for k in range(eta + 1)]
+    inf = np.full((1, len(x)), np.inf)
+    problems = sqp.Problems(x[None], -inf, inf, np.ones((1, len(x))), np.array([source]), np.array([target]))
+    step = sqp.sqp_step(params.activation, params.n_classes, params.n_classes - 1, len(params.weights))
+    path = homotopy.follow_path(params, step, problems, eta=eta, adaptive=False, tau=tau, schedule="linear",
+                                margin=margin, path_tol=path_tol, inner_iter=inner_iter, gap_tol=1e-6, xtol=1e-4,
+                                max_iter=max_iter, record=True)
+    points = np.array([x] + [stage[2][0] for stage in path.stages] + [path.final.x[0]])
+    n_jac = np.array([0] + [int(stage[3][0]) for stage in path.stages] + [int(path.final.n_jac[0])])
     gaps, ok = [], []
-    for net, point in zip(nets, points):
+    for k, (net, point) in enumerate(zip(nets, points)):
         ev = flip_evidence(net, x[None, :], point[None, :], [source], [target], margin=margin)
         gaps.append(float(ev["logit_gap"][0]))
-        ok.append(bool(is_flip_point(ev)[0]))
+        ok.append(bool(is_flip_point(ev, gap_tol=1e-6 if k == eta else path_tol)[0]))
     z = numpy_logits(params, points)
     return HomotopyPath(
         t=np.arange(eta + 1) / eta,
@@ -246,7 +242,7 @@ def homotopy_path(model, x, source: int, target: int, *, eta: int, tau: float = 
         success=np.array(ok),
         scales=np.array([net.scales for net in nets]),
         output_bias=np.array([net.biases[-1].numpy() for net in nets]),
-        n_jacobian_evals=np.array(n_jac),
+        n_jacobian_evals=n_jac,
     )
 
 
@@ -312,8 +308,10 @@ def compare_methods(model, x, target, *, methods: Mapping[str, Mapping], source=
     x : ndarray, shape (n, n_features)
     target : ndarray of int, shape (n,)
     methods : mapping of str to mapping
-        A label per solver, and the keyword arguments of :func:`fliplib.closest_flip_points`
-        for it, for example ``{"direct": {"method": "direct"}, "eta = 5": {"adaptive": False, "eta": 5}}``.
+        A label per solver, and how to call :func:`fliplib.closest_flip_points` for it:
+        ``method`` and ``search`` (default ``"local"``: the table compares the local methods,
+        the direct solve and the homotopy), and any :class:`fliplib.FlipOptions` field, for example
+        ``{"direct": {"method": "direct"}, "eta = 5": {"adaptive": False, "eta": 5}}``.
     source : ndarray of int, shape (n,), optional
         Default: the predicted classes.
     lower, upper : float or ndarray, optional
@@ -351,20 +349,23 @@ def compare_methods(model, x, target, *, methods: Mapping[str, Mapping], source=
         raise ValueError("give at least one method (or n_slsqp > 0)")
     if n_slsqp > 0 and "SLSQP" in methods:
         raise ValueError("the label 'SLSQP' names SciPy's rows (n_slsqp): give that method another label")
-    source = _class_indices("source", source, len(x), params.n_classes)
-    target = _class_indices("target", target, len(x), params.n_classes)
-    _check_distinct(source, target[:, None])
+    source = class_indices("source", source, len(x), params.n_classes)
+    target = class_indices("target", target, len(x), params.n_classes)
+    check_distinct(source, target[:, None])
     n = len(x)
     n_slsqp = int(min(max(n_slsqp, 0), n))
     bounds = dict(lower=lower, upper=upper)
     frames, timing = [], {}
     if methods:  # compile the solver's step once, outside the timing (per-input bounds: the first input's)
         first = {key: value if value is None or np.ndim(value) < 2 else np.asarray(value)[:1] for key, value in bounds.items()}
-        closest_flip_points(params, x[:1], target[:1], source=source[:1], method="direct", max_iter=1, **first)
-    for label, options in tqdm(methods.items(), desc="solvers", disable=not progress):
+        closest_flip_points(params, x[:1], target[:1], source=source[:1], method="direct", search="local", **first,
+                            options=dict(max_iter=1))
+    for label, kwargs in tqdm(methods.items(), desc="solvers", disable=not progress):
+        kwargs = dict(kwargs)
+        top = {"search": "local", **{key: kwargs.pop(key) for key in ("method", "search") if key in kwargs}}
+        options = {**kwargs.pop("options", {}), **kwargs, "margin": margin, "gap_tol": gap_tol}
         start = time.perf_counter()
-        res = closest_flip_points(params, x, target, source=source, margin=margin, gap_tol=gap_tol,
-                                  **bounds, **options)
+        res = closest_flip_points(params, x, target, source=source, **bounds, **top, options=options)
         timing[label] = (time.perf_counter() - start) / n
         frames.append(pd.DataFrame({
             "method": label, "problem": np.arange(n), "success": res.success, "distance": res.distance,
