@@ -20,11 +20,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (fliplib)" >/dev/null
 	touch $(STAMP)
 
+# Every build executes every notebook from scratch: an empty cache, filled two notebooks at a
+# time (book/_ext/execute_chapters.py), then the site built from it.
 book: $(STAMP)
+	rm -rf _build/.jupyter_cache
+	$(BIN)/python book/_ext/execute_chapters.py
 	$(BIN)/jupyter-book build . --builder html -W --keep-going
 
+# The tests are independent and mostly single-threaded: one worker per core (pytest-xdist), at
+# most four (each worker loads TensorFlow).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4
 
 $(BROWSER_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[browser]"

@@ -196,7 +196,9 @@ def test_restarts_never_lose_a_flip_point_and_are_reproducible():
     again = fliplib.closest_flip_points(model, x, "all", search="local", options=dict(restarts=2, seed=1))
     done = plain.status != -1
     assert np.all(more.success[plain.success])
-    assert np.all(more.distance[plain.success] <= plain.distance[plain.success])
+    # Never farther, up to rounding: the restarts change the batch's shape, which may move the
+    # first solve's answer in its last digits.
+    assert np.all(more.distance[plain.success] <= plain.distance[plain.success] * (1 + 1e-7))
     assert np.any(more.distance[plain.success] < plain.distance[plain.success] * (1 - 1e-3))  # they help here
     assert np.all(more.n_jacobian_evals[done] > plain.n_jacobian_evals[done])
     np.testing.assert_array_equal(more.x, again.x)

@@ -1,4 +1,4 @@
-"""The built book, opened page by page in headless Chromium.
+r"""The built book, opened page by page in headless Chromium.
 
 Serves the built site (``_build/html``, or the directory in ``FLIPLIB_SITE``) on 127.0.0.1 and
 opens every HTML page in headless Chromium driven by Selenium. A page fails when
