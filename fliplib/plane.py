@@ -49,6 +49,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter
 from scipy.optimize import minimize
 
+from ._checks import positive_int
 from .baselines import numpy_logit_jacobian, numpy_logits
 from .params import network_params
 
@@ -305,9 +306,8 @@ def trace_boundaries(model, lower, upper, *, resolution: int = 512, refine: int 
     params = network_params(model)
     _check_two_inputs(params)
     lo, hi = _box(lower, upper)
-    for name, value in (("resolution", resolution), ("refine", refine), ("chunk", chunk)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    resolution, refine, chunk = (positive_int(name, value) for name, value in
+                                 (("resolution", resolution), ("refine", refine), ("chunk", chunk)))
     n_cls = params.n_classes
     xs = np.linspace(lo[0], hi[0], resolution + 1)
     ys = np.linspace(lo[1], hi[1], resolution + 1)
@@ -708,8 +708,7 @@ def plane_problems(kind: str = "erf", *, n_inputs: int = 8, networks=None, seed:
 
     if kind not in ("erf", "prelu"):
         raise ValueError(f"kind must be 'erf' or 'prelu', got {kind!r}")
-    if isinstance(n_inputs, bool) or not isinstance(n_inputs, (int, np.integer)) or n_inputs < 1:
-        raise ValueError(f"n_inputs must be a positive integer, got {n_inputs!r}")
+    n_inputs = positive_int("n_inputs", n_inputs)
     out = []
     for k, (sizes, sigma, bounded) in enumerate(PLANE_NETWORKS if networks is None else networks):
         s = seed + k
