@@ -493,7 +493,19 @@ def test_config_runs_every_notebook_and_fails_on_errors() -> None:
     assert config["title"] == "Flip Points"
     assert config["only_build_toc_files"] is True
     execute = config["execute"]
-    assert execute["execute_notebooks"] == "force"
+    # every notebook executed on every build: `make book` empties the cache, fills it (two
+    # notebooks at a time) and only then builds from it
+    assert execute["execute_notebooks"] == "cache"
+    assert execute["run_in_temp"] is False
+    recipe = [
+        line.strip()
+        for line in (ROOT / "Makefile").read_text().split("\nbook: $(STAMP)\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    ]
+    assert recipe == [
+        f"rm -rf {execute['cache']}",
+        "$(BIN)/python book/_ext/execute_chapters.py",
+        "$(BIN)/jupyter-book build . --builder html -W --keep-going",
+    ], recipe
     assert execute["allow_errors"] is False
     assert execute["raise_on_error"] is True
     assert execute["timeout"] >= 600
@@ -523,3 +535,14 @@ def test_every_citation_is_in_the_bibliography() -> None:
     }
     unknown = {page: keys for page, keys in unknown.items() if keys}
     assert not unknown, f"citation keys missing from references.bib: {unknown}"
+
+
+def test_the_parallel_executor_runs_every_notebook_of_the_toc_in_order() -> None:
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        import execute_chapters
+    finally:
+        sys.path.pop(0)
+    found = execute_chapters.toc_notebooks(_load_yaml(TOC))
+    listed = [path for entry in toc_files(_load_yaml(TOC)) for path in toc_sources(entry) if path.suffix == ".ipynb"]
+    assert found == listed and len(found) >= 8
