@@ -83,8 +83,11 @@ class FlipOptions:
         Rounds of the search; a round after the first searches only the balls that shrank, and
         the problems still without a flip point.
     any_classes : int
-        With ``target="any"``: the classes solved for by the local method, those whose
-        linearised boundaries lie nearest to ``x`` (the global stage then looks for any class).
+        With ``target="any"``: the classes solved for by the local method, those whose screened
+        flip points lie nearest to ``x`` (the global stage then looks for any class).
+    any_screen_iter : int
+        With ``target="any"``: iterations of the screen, F from ``x`` towards every other class
+        with three rows linearised, whose distances rank the classes.
     """
 
     eta: int = 4
@@ -110,10 +113,11 @@ class FlipOptions:
     search_samples: int = 256
     search_rounds: int = 2
     any_classes: int = 2
+    any_screen_iter: int = 15
 
     def __post_init__(self):
         for name in ("eta", "max_iter", "inner_iter", "batch_size", "search_rays", "search_keep", "search_rounds",
-                     "search_samples", "any_classes"):
+                     "search_samples", "any_classes", "any_screen_iter"):
             positive_int(name, getattr(self, name))
         positive_int("restarts", self.restarts, allow_zero=True)
         positive_int("seed", self.seed, allow_zero=True)

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 import fliplib
 from fliplib.baselines import numpy_logits, slsqp_flip_point
 from fliplib import flip
-from fliplib.params import NetworkParams
+from fliplib.params import NetworkParams, network_params
+from fliplib.search import nearest_linearised_class
 
 
 def linear_network(a, c):
@@ -502,6 +503,10 @@ def test_target_any_is_as_close_as_all_for_fewer_jacobian_evaluations():
     x = np.random.default_rng(4).normal(size=(24, 6))
     every = fliplib.closest_flip_points(net, x, "all")
     nearest = every.closest()
+    # Some inputs' closest class is not the one a linearisation at x puts first: the screen
+    # (a short solve towards every class) must rank the classes, not the linearisation.
+    linearised = nearest_linearised_class(network_params(net), x, nearest.source, np.ones(6), k=1)[:, 0]
+    assert np.any(linearised != nearest.target)
     anyc = fliplib.closest_flip_points(net, x, "any")
     check_evidence(anyc, net)
     assert anyc.x.shape == x.shape and anyc.target.shape == (24,)
