@@ -303,12 +303,14 @@ def math_problems(page: str, state: dict) -> list[Problem]:
 
 
 def page_problems(page: str, state: dict | None, failure: str | None, base: str, console: list[str],
-                  requests: list[str] = ()) -> list[Problem]:
+                  requests: list[str] = (), earlier_images: set[str] = frozenset()) -> list[Problem]:
     """What is wrong with one page, from its state in the browser (the links come later).
 
     An image that fails is reported once, as an image (the browser also logs it as a failed
-    resource); an uncaught exception once, from the page's error recorder (the console has it
-    too). A request to another host is reported as such, whether or not it failed.
+    resource, sometimes only after the next page has opened: ``earlier_images`` holds the images
+    of the pages opened before, whose failures were reported there); an uncaught exception once,
+    from the page's error recorder (the console has it too). A request to another host is
+    reported as such, whether or not it failed.
     """
     problems = [Problem(page, "external", f"requests {url}") for url in external_requests(list(requests), base)]
     if state is None:
@@ -318,7 +320,7 @@ def page_problems(page: str, state: dict | None, failure: str | None, base: str,
         problems.append(Problem(page, "load", "the page has no title"))
     if not state["main"]:
         problems.append(Problem(page, "load", "the page has no main content"))
-    images = {image["src"] for image in state["images"]}
+    images = {image["src"] for image in state["images"]} | set(earlier_images)
     for image in state["images"]:
         if not is_external(image["src"], base) and (not image["complete"] or image["width"] == 0):
             problems.append(Problem(page, "image", f"{image['src']} did not load"))
@@ -361,7 +363,7 @@ def link_problems(states: dict[str, dict], base: str) -> list[Problem]:
 
 def check_site(root: Path, driver) -> list[Problem]:
     """Serve ``root``, open each of its pages in ``driver``, and list every problem found."""
-    problems, states = [], {}
+    problems, states, images = [], {}, set()
     with serve(root) as base:
         for page in site_pages(root):
             state, failure = None, None
@@ -370,9 +372,10 @@ def check_site(root: Path, driver) -> list[Problem]:
             except Exception as error:  # a timeout or a crashed tab: the page did not load
                 failure = f"{type(error).__name__}: {error}".splitlines()[0]
             errors = console_errors(driver, base)
-            problems += page_problems(page, state, failure, base, errors, requested_urls(driver))
+            problems += page_problems(page, state, failure, base, errors, requested_urls(driver), images)
             if state is not None:
                 states[page] = state
+                images |= {image["src"] for image in state["images"]}
         problems += link_problems(states, base)
     return problems
 
