@@ -436,8 +436,7 @@ def closest_flip_points(model, x, target, *, source=None, lower=None, upper=None
         rescue.alternative_paths(batch, answers, everything)
     if any_class:  # "any": the screen's own flip points, then the method for the next nearest classes
         answers.n_jac += screen.n_jac
-        answers.adopt(everything, screen.x, batch.judge(everything, screen.x, tgt=screen.classes[:, 0]),
-                      tgt=screen.classes[:, 0])
+        answers.adopt(everything, screen.x, screen.ev, tgt=screen.classes[:, 0])
         for alternative in candidates[:, 1:].T:
             x_a, jac_a, _ = batch.solve(everything, method, tgt=alternative)
             answers.n_jac += jac_a
@@ -465,10 +464,11 @@ def closest_flip_points(model, x, target, *, source=None, lower=None, upper=None
 
 class _Screen(NamedTuple):
     """``target="any"``: the other classes of each input, nearest first, and the screen's
-    closest flip point (of class ``classes[:, 0]``) with its Jacobian evaluations."""
+    closest flip point (of class ``classes[:, 0]``) with its evidence and Jacobian evaluations."""
 
     classes: np.ndarray  # (n, n_classes - 1)
     x: np.ndarray  # (n, n_features)
+    ev: dict  # flip_evidence of x
     n_jac: np.ndarray  # (n,)
 
 
@@ -496,7 +496,8 @@ def _screen_classes(params, x, lo, hi, w, src, opts: FlipOptions) -> _Screen:
     order = np.argsort(distance, axis=1, kind="stable")  # ties (no flip point) keep the linearised order
     classes = np.take_along_axis(linearised, order, axis=1)
     first = np.arange(n) * n_other + order[:, 0]
-    return _Screen(classes=classes, x=x_hat[first], n_jac=n_jac.reshape(n, n_other).sum(axis=1))
+    return _Screen(classes=classes, x=x_hat[first], ev={key: value[first] for key, value in ev.items()},
+                   n_jac=n_jac.reshape(n, n_other).sum(axis=1))
 
 
 class _Batch:
