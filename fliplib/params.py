@@ -40,20 +40,9 @@ _SKIPPED_LAYERS = (keras.layers.InputLayer, keras.layers.Dropout)
 
 
 @dataclass(frozen=True)
-class NetworkParams:
-    """Weights of a feed-forward erf or PReLU network in float64 (row-vector convention, eq. 8).
-
-    Attributes
-    ----------
-    weights : tuple of tf.Tensor
-        ``W_k`` of shape ``(n_{k-1}, n_k)`` for ``k = 1..m`` (the last is the output layer).
-    biases : tuple of tf.Tensor
-        ``b_k`` of shape ``(n_k,)``.
-    activation : {"erf", "prelu"}
-        The hidden activation.
-    scales : tuple of float
-        ``sigma_k`` (erf) or ``alpha_k`` (PReLU) for the ``m - 1`` hidden layers.
-    """
+class _Layers:
+    """The layers of a feed-forward network: the fields and shape that :class:`NetworkParams`
+    (TensorFlow) and :class:`NumpyNetwork` (NumPy) share."""
 
     weights: tuple
     biases: tuple
@@ -67,6 +56,23 @@ class NetworkParams:
     @property
     def n_classes(self) -> int:
         return int(self.weights[-1].shape[1])
+
+
+@dataclass(frozen=True)
+class NetworkParams(_Layers):
+    """Weights of a feed-forward erf or PReLU network in float64 (row-vector convention, eq. 8).
+
+    Attributes
+    ----------
+    weights : tuple of tf.Tensor
+        ``W_k`` of shape ``(n_{k-1}, n_k)`` for ``k = 1..m`` (the last is the output layer).
+    biases : tuple of tf.Tensor
+        ``b_k`` of shape ``(n_k,)``.
+    activation : {"erf", "prelu"}
+        The hidden activation.
+    scales : tuple of float
+        ``sigma_k`` (erf) or ``alpha_k`` (PReLU) for the ``m - 1`` hidden layers.
+    """
 
     @property
     def n_hidden(self) -> int:
@@ -253,7 +259,7 @@ def forward(params: NetworkParams, x, *, scales=None, output_bias=None) -> Forwa
 
 
 @dataclass(frozen=True)
-class NumpyNetwork:
+class NumpyNetwork(_Layers):
     """An erf or PReLU network in plain NumPy float64 (eqs. 7-10 and 17), built once from its weights.
 
     For many small evaluations (bisection, scans along segments, SciPy's solvers) without
@@ -270,19 +276,6 @@ class NumpyNetwork:
     scales : tuple of float
         ``sigma_k`` (erf) or ``alpha_k`` (PReLU) of the ``m - 1`` hidden layers.
     """
-
-    weights: tuple
-    biases: tuple
-    activation: str
-    scales: tuple
-
-    @property
-    def n_features(self) -> int:
-        return int(self.weights[0].shape[0])
-
-    @property
-    def n_classes(self) -> int:
-        return int(self.weights[-1].shape[1])
 
     def activate(self, a: np.ndarray, scale: float, *, slope: bool = True):
         """A hidden layer's output at pre-activations ``a`` and (with ``slope``) its derivative.

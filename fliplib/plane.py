@@ -51,7 +51,7 @@ from scipy.optimize import minimize
 
 from ._checks import positive_int
 from .baselines import numpy_logit_jacobian, numpy_logits
-from .params import network_params
+from .params import NetworkParams, network_params
 
 __all__ = [
     "GLOBAL_TOL",
@@ -179,19 +179,18 @@ class PlaneFlipPoints:
 # Tracing
 # --------------------------------------------------------------------------------------------
 
-def _box(lower, upper) -> tuple[np.ndarray, np.ndarray]:
+def _plane(model, lower, upper) -> tuple[NetworkParams, np.ndarray, np.ndarray]:
+    """The parameters of a network with two inputs, and the box ``lower <= x <= upper``."""
+    params = network_params(model)
+    if params.n_features != 2:
+        raise ValueError(f"the plane reference needs a network with 2 inputs, got {params.n_features}")
     lo = np.broadcast_to(np.asarray(lower, dtype=float), (2,)).copy()
     hi = np.broadcast_to(np.asarray(upper, dtype=float), (2,)).copy()
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
         raise ValueError(f"lower and upper must be finite, got {lower!r} and {upper!r}")
     if np.any(hi <= lo):
         raise ValueError(f"upper must exceed lower in both coordinates, got lower={lo} and upper={hi}")
-    return lo, hi
-
-
-def _check_two_inputs(params) -> None:
-    if params.n_features != 2:
-        raise ValueError(f"the plane reference needs a network with 2 inputs, got {params.n_features}")
+    return params, lo, hi
 
 
 def _logits(params, points: np.ndarray, chunk: int) -> np.ndarray:
@@ -303,9 +302,7 @@ def trace_boundaries(model, lower, upper, *, resolution: int = 512, refine: int 
     -------
     PlaneBoundaries
     """
-    params = network_params(model)
-    _check_two_inputs(params)
-    lo, hi = _box(lower, upper)
+    params, lo, hi = _plane(model, lower, upper)
     resolution, refine, chunk = (positive_int(name, value) for name, value in
                                  (("resolution", resolution), ("refine", refine), ("chunk", chunk)))
     n_cls = params.n_classes
@@ -550,9 +547,7 @@ def exhaustive_flip_points(model, x, *, source=None, target, lower, upper, bound
     -------
     PlaneFlipPoints
     """
-    params = network_params(model)
-    _check_two_inputs(params)
-    lo, hi = _box(lower, upper)
+    params, lo, hi = _plane(model, lower, upper)
     x = np.asarray(x, dtype=float)
     if x.shape != (2,) or not np.all(np.isfinite(x)):
         raise ValueError(f"x must be one finite point of shape (2,), got {np.shape(x)}")
