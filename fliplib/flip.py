@@ -234,7 +234,7 @@ def _check_classes(params: NetworkParams, x: np.ndarray, target, source):
 
 
 def flip_evidence(model, x, x_hat, source, target, *, lower=None, upper=None, fixed=None,
-                  feature_weights=None, margin: float = 1e-3, active_tol: float = 1e-6) -> dict:
+                  feature_weights=None, margin: float = 1e-3, active_tol: float = 1e-4) -> dict:
     """Measure how well ``x_hat`` solves eqs. 1-5 for ``x`` on the original network.
 
     Parameters
@@ -245,8 +245,11 @@ def flip_evidence(model, x, x_hat, source, target, *, lower=None, upper=None, fi
     lower, upper, fixed, feature_weights, margin
         As for :func:`closest_flip_points`.
     active_tol : float
-        An inequality counts as active when ``z_i - z_k <= margin + active_tol``; a bound
-        when the feature lies within ``active_tol`` (relative) of it.
+        An inequality counts as active when ``z_i - z_k <= margin + active_tol * max(1, |z_i|)``
+        (its multiplier must then be nonnegative); a bound when the feature lies within
+        ``1e-6`` (relative) of it.  The default, a tenth of the default margin, is the
+        ``epsilon``-active set of an ``epsilon``-KKT test: a flip point the solver leaves
+        ``1e-5`` above the margin of a class that binds at the optimum is judged as binding.
 
     Returns
     -------
@@ -277,17 +280,19 @@ def flip_evidence(model, x, x_hat, source, target, *, lower=None, upper=None, fi
         c, gap, _, min_other, zi = sqp.constraint_values(fwd.logits, tf.constant(src[sl]), tf.constant(tgt[sl]), 0.0)
         c = c.numpy()
         n_sl = len(c)
-        active = (c <= margin + active_tol) & (np.arange(params.n_classes)[None] != src[sl, None])
+        near = margin + active_tol * np.maximum(1.0, zi.numpy())[:, None]
+        active = (c <= near) & (np.arange(params.n_classes)[None] != src[sl, None])
         active[np.arange(n_sl), tgt[sl]] = True
         # Gradients grad(z_i - z_k) of the active constraints only (usually just the target's):
-        # the k-th slot of a point holds its k-th active class, or a zero row.
-        order = np.argsort(~active, axis=1, kind="stable")[:, : active.sum(axis=1).max()]
+        # slot 0 holds the target, the k-th slot the k-th other active class, or a zero row.
+        first = np.where(active, 1, 2) - (np.arange(params.n_classes)[None] == tgt[sl, None])
+        order = np.argsort(first, axis=1, kind="stable")[:, : active.sum(axis=1).max()]
         slot_active = np.take_along_axis(active, order, axis=1)
         seeds = (np.eye(params.n_classes)[src[sl]][:, None, :] - np.eye(params.n_classes)[order]) * slot_active[:, :, None]
         A = vjp(params, fwd, tf.constant(seeds)).numpy()  # (n, a, d)
         usable = finite_hat[sl] & np.all(np.isfinite(A), axis=(1, 2))
         A = np.where(usable[:, None, None], A, 0.0)
-        opt = _optimality_residual(A, slot_active, x_eval[sl], x[sl], lo[sl], hi[sl], w, usable, active_tol)
+        opt = _optimality_residual(A, slot_active, x_eval[sl], x[sl], lo[sl], hi[sl], w, usable)
         out["logit_gap"].append(gap.numpy())
         out["z_source"].append(zi.numpy())
         out["min_margin"].append(min_other.numpy())
@@ -301,29 +306,49 @@ def flip_evidence(model, x, x_hat, source, target, *, lower=None, upper=None, fi
     return result
 
 
-def _optimality_residual(A, active, x_hat, x, lo, hi, w, usable, active_tol: float) -> np.ndarray:
+#: Bound activity of :func:`_optimality_residual`: a feature within this (relative) of a bound.
+BOUND_TOL = 1e-6
+#: Inequalities whose sign patterns :func:`_optimality_residual` enumerates (2**8 least-squares
+#: solves at most, for ten classes); beyond, their multipliers are left unsigned.
+MAX_SIGNED = 8
+
+
+def _optimality_residual(A, active, x_hat, x, lo, hi, w, usable) -> np.ndarray:
     """Relative first-order residual: the part of ``W (x_hat - x)`` outside the cone of the
-    active constraints' gradients ``A`` and the active bounds, over ``||W (x_hat - x)||``."""
+    active constraints' gradients ``A`` and the active bounds, over ``||W (x_hat - x)||``.
+
+    Slot 0 of ``A`` is the target's equality (a multiplier of either sign); the other active
+    slots are inequalities, whose multipliers must be nonnegative (KKT).  The cone is searched
+    exactly: least squares on every subset of the inequalities, keeping the best fit whose
+    multipliers are nonnegative (the empty subset always qualifies)."""
     g = w * (x_hat - x)
-    scale = np.maximum(np.abs(x_hat), 1.0) * active_tol
+    scale = np.maximum(np.abs(x_hat), 1.0) * BOUND_TOL
     at_lo = x_hat <= lo + scale
     at_hi = x_hat >= hi - scale
     pinned = lo >= hi  # fixed features: their multiplier may have either sign
     free = ~(at_lo | at_hi)
-    # Least-squares multipliers of the active constraints on the free features, all points at
-    # once (an inactive row is zero, so its multiplier is zero in the minimum-norm solution).
-    rows = A * active[:, :, None]  # (n, n_classes, d)
-    system = np.swapaxes(rows * free[:, None, :], 1, 2)  # (n, d, n_classes)
-    eps = np.finfo(np.float64).eps * max(system.shape[1:])
-    coef = np.einsum("nkd,nd->nk", np.linalg.pinv(system, rcond=eps), g * free)
-    resid = g - np.einsum("nk,nkd->nd", coef, rows)
-    resid = (
-        np.where(free, resid, 0.0)
-        + np.where(at_lo & ~at_hi, np.minimum(resid, 0.0), 0.0)
-        + np.where(at_hi & ~at_lo, np.maximum(resid, 0.0), 0.0)
-    )
-    resid = np.where(pinned, 0.0, resid)
-    return np.where(usable, np.linalg.norm(resid, axis=1) / np.maximum(np.linalg.norm(g, axis=1), 1e-300), np.nan)
+    norm_g = np.maximum(np.linalg.norm(g, axis=1), 1e-300)
+    n_ineq = active.shape[1] - 1
+    signed = n_ineq <= MAX_SIGNED
+    best = np.full(len(g), np.inf)
+    for subset in range(2**n_ineq if signed else 1):
+        keep = np.array([True] + [bool(subset >> k & 1) or not signed for k in range(n_ineq)])
+        # Least-squares multipliers on the free features, all points at once (an inactive row
+        # is zero, so its multiplier is zero in the minimum-norm solution).
+        rows = A * (active & keep)[:, :, None]  # (n, slots, d)
+        system = np.swapaxes(rows * free[:, None, :], 1, 2)  # (n, d, slots)
+        eps = np.finfo(np.float64).eps * max(system.shape[1:])
+        coef = np.einsum("nkd,nd->nk", np.linalg.pinv(system, rcond=eps), g * free)
+        resid = g - np.einsum("nk,nkd->nd", coef, rows)
+        resid = (
+            np.where(free, resid, 0.0)
+            + np.where(at_lo & ~at_hi, np.minimum(resid, 0.0), 0.0)
+            + np.where(at_hi & ~at_lo, np.maximum(resid, 0.0), 0.0)
+        )
+        value = np.linalg.norm(np.where(pinned, 0.0, resid), axis=1) / norm_g
+        cone = np.all(coef[:, 1:] >= 0.0, axis=1) | (not signed)
+        best = np.where(cone, np.minimum(best, value), best)
+    return np.where(usable, best, np.nan)
 
 
 def status_from_evidence(evidence: dict, *, gap_tol: float = 1e-6, opt_tol: float = 1e-3) -> np.ndarray:
@@ -472,11 +497,17 @@ class _Screen(NamedTuple):
     n_jac: np.ndarray  # (n,)
 
 
+#: The screen's flip points rank classes, so each stops once its step is below 1% of its distance
+#: (the one adopted as an answer is polished later if it is not first-order optimal).
+SCREEN_XTOL = 1e-2
+
+
 def _screen_classes(params, x, lo, hi, w, src, opts: FlipOptions) -> _Screen:
     """Order the other classes of each input by the distance of a cheap flip point towards each.
 
-    F runs from ``x`` towards every other class for ``opts.any_screen_iter`` iterations with the
-    three most threatening rows linearised; the classes are ordered by the distance of the flip
+    F runs from ``x`` towards every other class for ``opts.any_screen_iter`` iterations (or until
+    its step is below :data:`SCREEN_XTOL` of the distance) with the three most threatening rows
+    linearised; the classes are ordered by the distance of the flip
     point found (those without one last, by the linearised distance of
     :func:`fliplib.search.nearest_linearised_class`).  A linearisation at ``x`` alone ranks
     classes poorly on a trained network: on chapter 3's NET1 its first class was the closest
@@ -485,7 +516,7 @@ def _screen_classes(params, x, lo, hi, w, src, opts: FlipOptions) -> _Screen:
     n, n_other = len(x), params.n_classes - 1
     linearised = nearest_linearised_class(params, x, src, w, k=n_other)  # (n, n_other), a fallback order
     quick = dataclasses.replace(opts, max_iter=opts.any_screen_iter, n_rows=min(3, n_other),
-                                restarts=0, fallback=None)
+                                restarts=0, fallback=None, xtol=max(opts.xtol, SCREEN_XTOL))
     inputs = np.repeat(np.arange(n), n_other)
     batch = _Batch(params, x, lo, hi, w, src, inputs, linearised.ravel(), quick)
     every = np.arange(len(inputs))

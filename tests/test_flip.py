@@ -148,6 +148,43 @@ AGREEMENT_CASES = [
 AGREEMENT_OPTIONS = {0.15: {"restarts": RESTARTS_SHARP}}
 
 
+def test_an_inequality_with_a_negative_multiplier_is_not_optimal():
+    # From x = (-1, -2) the point (0, -margin) lies on z_0 = z_1 with class 2 exactly at the
+    # margin, and x_hat - x = (1, 2 - margin) is a combination of the two gradients, but only
+    # with a negative multiplier on class 2's inequality: moving off it, to (0, -2), is closer.
+    # The residual is the part outside the cone, (0, 2 - margin), not zero.
+    params = three_class_linear_network()
+    margin = 1e-3
+    x, point = np.array([[-1.0, -2.0]]), np.array([[0.0, -margin]])
+    ev = fliplib.flip_evidence(params, x, point, [0], [1], margin=margin)
+    step = point[0] - x[0]
+    assert ev["optimality"][0] == pytest.approx(step[1] / np.linalg.norm(step), rel=1e-9)
+    assert flip.status_from_evidence(ev)[0] == 1
+
+
+def test_the_optimality_residual_is_scipys_bounded_least_squares():
+    # The batched residual (every sign pattern of the active inequalities) against SciPy's
+    # lsq_linear on the same cone, one point at a time (fliplib.plane.kkt_residual): at flip
+    # points of a four-class network, where a third class often sits at the margin, and at
+    # the same points moved along the boundary.
+    from fliplib.plane import kkt_residual
+
+    net = fliplib.erf_network([3, 12, 12, 4], sigma=1.0, seed=5)
+    x = np.random.default_rng(5).normal(size=(12, 3))
+    res = fliplib.closest_flip_points(net, x, "all")
+    i, j = np.nonzero(res.success)
+    moved = res.x[i, j] + 1e-3 * np.random.default_rng(6).normal(size=(len(i), 3))
+    at_margin = 0
+    for points in (res.x[i, j], moved):
+        ev = fliplib.flip_evidence(net, x[i], points, res.source[i, j], j, margin=1e-3)
+        for k in range(len(i)):
+            expected = kkt_residual(net, x[i[k]], points[k], int(res.source[i[k], j[k]]), int(j[k]),
+                                    margin=1e-3, active_tol=1e-4)
+            assert ev["optimality"][k] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+        at_margin += int(np.sum(ev["min_margin"] <= 1e-3 + 1e-4))
+    assert at_margin >= 3  # the cone, not just the equality's line, was tested
+
+
 def test_agrees_with_slsqp_on_at_least_200_problems():
     wins, feasible_both, total, slsqp_feasible, ours, optimal = 0, 0, 0, 0, 0, 0
     missed = []
