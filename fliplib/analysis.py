@@ -14,6 +14,9 @@ Using Flip Points* (arXiv 2019), on plain arrays:
   directions, one row per input; :func:`leading_features` names the features with the largest
   loadings of a component; :func:`rank_revealing_qr` (QR with column pivoting) gives the
   numerical rank of the directions and the features that never move.
+- **Paper and book** (every chapter's side-by-side table).  :func:`share_interval`,
+  :func:`mean_interval` and :func:`bootstrap_interval` give 95% intervals of this book's estimates, and :func:`verdict`
+  judges a claim of a paper against one from the criterion stated in its docstring.
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ __all__ = [
     "leading_features",
     "principal_directions",
     "rank_revealing_qr",
+    "share_interval",
+    "bootstrap_interval",
+    "mean_interval",
     "trust_frame",
+    "verdict",
+    "VERDICTS",
 ]
 
 
@@ -409,3 +417,154 @@ def detection_auroc(scores, is_mistake) -> float:
 
     s, mistake = _detection_inputs(scores, is_mistake)
     return float(roc_auc_score(mistake, -s))
+
+
+# ---------------------------------------------------------------------------------------------
+# Paper and book: intervals and verdicts
+
+#: The three verdicts of a paper-vs-book row (see :func:`verdict`).
+VERDICTS = ("reproduced", "not reproduced", "inconclusive at this scale")
+
+
+def share_interval(successes, n, *, level: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval for a share ``successes / n`` (a binomial proportion).
+
+    Parameters
+    ----------
+    successes, n : int
+        Counts, ``0 <= successes <= n``, ``n >= 1``.
+    level : float
+        Coverage of the interval.
+
+    Returns
+    -------
+    (float, float)
+        The interval's ends, within ``[0, 1]``.
+    """
+    from scipy.stats import norm
+
+    k, n = int(successes), int(n)
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1; got successes={k}, n={n}")
+    z = float(norm.ppf(0.5 + level / 2))
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    # The ends are 0 and 1 exactly when no unit, or every unit, succeeded (rounding aside).
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return low, high
+
+
+def bootstrap_interval(values, statistic=np.mean, *, n_boot: int = 2000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(values)``, resampling the values.
+
+    Parameters
+    ----------
+    values : array_like, shape (n,) or (n, k)
+        The sample, one row per independent unit (input, seed, ...).
+    statistic : callable
+        Maps a resampled array (same shape as ``values``) to a number; the mean by default.
+    n_boot : int
+        Resamples.
+    level : float
+        Coverage of the interval.
+    seed : int
+        Seed of the resampling.
+
+    Returns
+    -------
+    (float, float)
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim not in (1, 2) or len(v) < 2:
+        raise ValueError(f"values must hold at least two rows (1-D or 2-D); got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("values must be finite")
+    rng = np.random.default_rng(seed)
+    stats = [statistic(v[rng.integers(0, len(v), len(v))]) for _ in range(n_boot)]
+    low, high = np.percentile(stats, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
+def mean_interval(values, *, level: float = 0.95, spread=None) -> tuple[float, float]:
+    """Student's t interval of the mean of a few independent runs (seeds, splits).
+
+    Parameters
+    ----------
+    values : array_like, shape (n,)
+        One value per run, ``n >= 2``.
+    level : float
+        Coverage of the interval.
+    spread : array_like, optional
+        Runs that measure the noise instead, when ``values`` holds a single run: the interval is
+        then that of one new run around ``values[0]``, ``values[0] +- t s sqrt(1 + 1/m)``, with
+        ``s`` and ``m`` the standard deviation and size of ``spread`` (a prediction interval).
+
+    Returns
+    -------
+    (float, float)
+    """
+    from scipy.stats import t
+
+    v = np.asarray(values, dtype=float).ravel()
+    ref = v if spread is None else np.asarray(spread, dtype=float).ravel()
+    if not (np.all(np.isfinite(v)) and np.all(np.isfinite(ref))):
+        raise ValueError("values and spread must be finite")
+    if len(ref) < 2:
+        raise ValueError(f"need at least two runs to measure the spread; got {len(ref)}")
+    if spread is not None and len(v) != 1:
+        raise ValueError(f"with spread, values holds one run; got {len(v)}")
+    factor = np.sqrt(1 / len(v)) if spread is None else np.sqrt(1 + 1 / len(ref))
+    half = float(t.ppf(0.5 + level / 2, len(ref) - 1)) * ref.std(ddof=1) * factor
+    return float(v.mean() - half), float(v.mean() + half)
+
+
+def verdict(interval, *, value=None, at_least=None, at_most=None, tolerance: float = 0.0) -> str:
+    """The verdict on a paper's claim, given this book's 95% interval for the same quantity.
+
+    One criterion for every chapter.  A claim is a *value* (``value``: "97.98%", "mean 1.06")
+    or a *bound* (``at_least`` / ``at_most``: "> 73%", "A beats B", i.e. a difference at least
+    0).  With the interval ``[low, high]`` widened by ``tolerance`` on each side:
+
+    - a value is **reproduced** when it lies in the interval, **not reproduced** otherwise;
+    - a bound is **reproduced** when the whole interval satisfies it, **not reproduced** when
+      none of it does, and **inconclusive at this scale** when the interval straddles it (a
+      larger sample would decide).
+
+    Parameters
+    ----------
+    interval : (float, float)
+        ``(low, high)``, ``low <= high``.
+    value, at_least, at_most : float, optional
+        Exactly one: the paper's claim.
+    tolerance : float
+        A margin of agreement beyond the interval, where the claim allows one (the chapters use
+        one percentage point for accuracies: two trainings of one recipe differ by that much).
+
+    Returns
+    -------
+    str
+        One of :data:`VERDICTS`.
+    """
+    low, high = (float(v) for v in interval)
+    claims = {"value": value, "at_least": at_least, "at_most": at_most}
+    given = [k for k, v in claims.items() if v is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of value, at_least, at_most; got {given or 'none'}")
+    if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+        raise ValueError(f"interval must be finite with low <= high; got ({low}, {high})")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be nonnegative; got {tolerance}")
+    low, high = low - tolerance, high + tolerance
+    claim = float(claims[given[0]])
+    if given[0] == "value":
+        return VERDICTS[0] if low <= claim <= high else VERDICTS[1]
+    if given[0] == "at_most":  # x <= c  is  -x >= -c
+        low, high, claim = -high, -low, -claim
+    if low >= claim:
+        return VERDICTS[0]
+    if high < claim:
+        return VERDICTS[1]
+    return VERDICTS[2]

@@ -1,4 +1,5 @@
-"""Tests of fliplib.analysis: directions, PCA, rank-revealing QR, trust and mistake detection."""
+"""Tests of fliplib.analysis: directions, PCA, rank-revealing QR, trust, mistake detection and
+the verdicts of the paper-vs-book tables."""
 
 import numpy as np
 import pandas as pd
@@ -8,13 +9,18 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from fliplib.analysis import (
+    VERDICTS,
+    bootstrap_interval,
     detection_auroc,
     detection_roc,
     flip_directions,
     leading_features,
+    mean_interval,
     principal_directions,
     rank_revealing_qr,
+    share_interval,
     trust_frame,
+    verdict,
 )
 from fliplib.flip import FlipResult
 
@@ -297,3 +303,78 @@ def test_trust_frame_rejects_mismatches():
     with pytest.raises(ValueError, match="integer classes"):
         trust_frame(np.full((3, 2), 0.5), np.array([0, 1, 2]), result)
     assert isinstance(trust_frame(np.full((3, 2), 0.5), np.array([0, 1, 1]), result), pd.DataFrame)
+
+
+# --- Intervals and verdicts --------------------------------------------------------------------
+
+
+def test_share_interval_is_wilsons_and_covers_as_promised():
+    # Wilson's interval for 8 of 10 at 95%, from the closed form (Wilson 1927; Agresti & Coull 1998).
+    low, high = share_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    for n in (20, 2300, 10**6):  # all or none: the interval reaches 1 or 0 exactly
+        assert share_interval(0, n)[0] == 0.0 and share_interval(n, n)[1] == 1.0
+        assert verdict(share_interval(n, n), value=1.0) == "reproduced"
+    # Coverage over 4,000 binomial samples of a known share.
+    rng = np.random.default_rng(0)
+    p, n = 0.3, 60
+    covered = np.mean([lo <= p <= hi for lo, hi in (share_interval(k, n) for k in rng.binomial(n, p, 4000))])
+    assert 0.93 <= covered <= 0.97
+    with pytest.raises(ValueError, match="successes <= n"):
+        share_interval(11, 10)
+
+
+def test_bootstrap_interval_of_a_mean_matches_the_normal_interval():
+    x = np.random.default_rng(1).normal(2.0, 1.0, size=400)
+    low, high = bootstrap_interval(x, seed=3)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert low == pytest.approx(x.mean() - half, abs=0.2 * half)
+    assert high == pytest.approx(x.mean() + half, abs=0.2 * half)
+    assert bootstrap_interval(x, seed=3) == (low, high)  # seeded: the same numbers again
+    with pytest.raises(ValueError, match="finite"):
+        bootstrap_interval([1.0, np.nan, 2.0])
+
+
+@pytest.mark.parametrize(
+    "interval, claim, tolerance, expected",
+    [
+        ((0.96, 0.97), dict(value=0.9798), 0.0, "not reproduced"),
+        ((0.96, 0.97), dict(value=0.9798), 0.01, "reproduced"),
+        ((0.70, 0.80), dict(at_least=0.73), 0.0, "inconclusive at this scale"),
+        ((0.75, 0.80), dict(at_least=0.73), 0.0, "reproduced"),
+        ((0.50, 0.60), dict(at_least=0.73), 0.0, "not reproduced"),
+        ((-0.02, 0.01), dict(at_least=0.0), 0.0, "inconclusive at this scale"),
+        ((0.01, 0.05), dict(at_most=0.07), 0.0, "reproduced"),
+        ((0.10, 0.20), dict(at_most=0.07), 0.0, "not reproduced"),
+    ],
+)
+def test_verdict_follows_the_stated_criterion(interval, claim, tolerance, expected):
+    assert verdict(interval, tolerance=tolerance, **claim) == expected
+
+
+@given(st.floats(-5, 5), st.floats(0, 3), st.floats(-5, 5))
+def test_a_bound_and_its_mirror_get_the_same_verdict(low, width, claim):
+    interval = (low, low + width)
+    assert verdict(interval, at_least=claim) == verdict((-low - width, -low), at_most=-claim)
+    assert verdict(interval, value=claim) in VERDICTS[:2]  # a value claim is always decided
+
+
+def test_verdict_rejects_an_ill_posed_claim():
+    with pytest.raises(ValueError, match="exactly one"):
+        verdict((0, 1), value=0.5, at_least=0.2)
+    with pytest.raises(ValueError, match="low <= high"):
+        verdict((1, 0), value=0.5)
+
+
+def test_mean_interval_is_students_and_a_single_run_gets_a_prediction_interval():
+    v = np.array([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, 2) = 4.3027
+    low, high = mean_interval(v)
+    assert (low, high) == pytest.approx((2 - 4.3027 / np.sqrt(3), 2 + 4.3027 / np.sqrt(3)), abs=1e-4)
+    low, high = mean_interval([5.0], spread=v)
+    assert (low, high) == pytest.approx((5 - 4.3027 * np.sqrt(4 / 3), 5 + 4.3027 * np.sqrt(4 / 3)), abs=1e-4)
+    # Coverage of the mean of 5 normal draws, over 3,000 repetitions.
+    rng = np.random.default_rng(2)
+    covered = np.mean([lo <= 0 <= hi for lo, hi in (mean_interval(rng.normal(size=5)) for _ in range(3000))])
+    assert 0.93 <= covered <= 0.97
+    with pytest.raises(ValueError, match="at least two runs"):
+        mean_interval([1.0])
