@@ -15,8 +15,9 @@ Using Flip Points* (arXiv 2019), on plain arrays:
   loadings of a component; :func:`rank_revealing_qr` (QR with column pivoting) gives the
   numerical rank of the directions and the features that never move.
 - **Paper and book** (every chapter's side-by-side table).  :func:`share_interval`,
-  :func:`mean_interval` and :func:`bootstrap_interval` give 95% intervals of this book's estimates, and :func:`verdict`
-  judges a claim of a paper against one from the criterion stated in its docstring.
+  :func:`mean_interval` and :func:`bootstrap_interval` give 95% intervals of this book's
+  estimates, and :func:`verdict` judges a claim of a paper against one of them by the criterion
+  stated in its docstring.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ __all__ = [
 #: Curvature estimate beta is clipped to [1, 4]: a secant estimate may shorten the plain
 #: projection step (beta = 1) up to four times, never lengthen it.  (A floor of 1/4 let the
 #: step overshoot where the boundary curves away from x, and the line search then cut it to
-#: a crawl: on chapter 3's trained MNIST network, 27% of the flip points ended with status 1
+#: a crawl: on chapter 3's trained MNIST network, 18% of the flip points ended with status 1
 #: against 5%, in twice the iterations.)
 BETA_RANGE = (1.0, 4.0)
 #: A rejected step multiplies beta by four (up to 1e6): the next step is shorter, so a rejected
