@@ -2,7 +2,8 @@
 
 The core API, imported here:
 
-- ``fliplib.model``: :func:`erf_network`, :func:`prelu_network`, :func:`train`, :data:`ARCHITECTURES`
+- ``fliplib.model``: :func:`erf_network`, :func:`prelu_network`, :func:`train`, :func:`fold_input_scaling`,
+  :data:`ARCHITECTURES`
 - ``fliplib.params``: :func:`network_params`, the float64 parameter view the solvers use
 - ``fliplib.jacobian``: :func:`logit_jacobian`, :func:`softmax_jacobian`, :func:`lipschitz_bound` (eqs. 11-16)
 - ``fliplib.sqp``: the inner solver F (a batched SQP)
@@ -37,7 +38,17 @@ from .jacobian import (
     logit_jacobian,
     softmax_jacobian,
 )
-from .model import ARCHITECTURES, Erf, ScalarPReLU, erf_network, load_model, predict_proba, prelu_network, train
+from .model import (
+    ARCHITECTURES,
+    Erf,
+    ScalarPReLU,
+    erf_network,
+    fold_input_scaling,
+    load_model,
+    predict_proba,
+    prelu_network,
+    train,
+)
 from .params import NetworkParams, network_params
 
 __version__ = "0.1.0"
@@ -53,6 +64,7 @@ __all__ = [
     "closest_flip_points",
     "erf_network",
     "flip_evidence",
+    "fold_input_scaling",
     "homotopy_lipschitz_bounds",
     "layer_jacobian_norms",
     "lipschitz_bound",

@@ -24,6 +24,7 @@ __all__ = [
     "erf_network",
     "prelu_network",
     "train",
+    "fold_input_scaling",
     "predict_proba",
     "load_model",
 ]
@@ -226,6 +227,53 @@ def train(
         shuffle=True,
         verbose=verbose,
     )
+
+
+def _per_feature(name: str, value, n_features: int) -> np.ndarray:
+    """``value`` as a finite float64 array ``(n_features,)``; a number is repeated."""
+    arr = numbers(name, value)
+    if arr.ndim == 0:
+        arr = np.full(n_features, float(arr))
+    if arr.shape != (n_features,):
+        raise ValueError(f"{name} must be a number or have shape ({n_features},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} holds NaN or inf values")
+    return arr
+
+
+def fold_input_scaling(model: keras.Model, shift, scale) -> keras.Model:
+    """Make a network trained on ``(x - shift) / scale`` read raw ``x``, in place.
+
+    Deep erf networks train badly on inputs of large or uneven scale (the first layer saturates);
+    train on standardised inputs, then fold the map into the first layer,
+    ``W_1 (x - m) / s + b_1 = (W_1 / s) x + (b_1 - W_1 (m / s))``, so that the network reads
+    the inputs in their own units, where flip-point distances are measured.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A network from :func:`erf_network` or :func:`prelu_network`.
+    shift, scale : float or array of shape (n_features,)
+        The map the network was trained behind; ``scale`` must be positive.
+
+    Returns
+    -------
+    keras.Model
+        ``model`` itself, its first layer changed.
+    """
+    first = next((layer for layer in model.layers if isinstance(layer, keras.layers.Dense)), None)
+    if first is None:
+        raise TypeError("model has no Dense layer to fold the input scaling into")
+    n_features = first.get_weights()[0].shape[0]
+    shift, scale = (_per_feature(name, value, n_features) for name, value in (("shift", shift), ("scale", scale)))
+    if np.any(scale <= 0):
+        raise ValueError("scale must be positive")
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in first.get_weights())
+    first.set_weights([
+        (kernel / scale[:, None]).astype(first.dtype),
+        (bias - (shift / scale) @ kernel).astype(first.dtype),
+    ])
+    return model
 
 
 def _training_data(model: keras.Model, x, y, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:

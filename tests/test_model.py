@@ -174,3 +174,33 @@ def test_load_model_names_a_corrupt_or_missing_file(tmp_path):
         fliplib.load_model(corrupt)
     with pytest.raises(FileNotFoundError, match="no model file at .*missing.keras"):
         fliplib.load_model(tmp_path / "missing.keras")
+
+
+@pytest.mark.parametrize("build", [fliplib.erf_network, fliplib.prelu_network])
+def test_fold_input_scaling_reads_raw_inputs_as_the_trained_network_read_scaled_ones(build):
+    rng = np.random.default_rng(5)
+    model = build([4, 6, 5, 3], seed=2)
+    shift, scale = rng.normal(size=4) * 10, rng.uniform(0.1, 20, size=4)
+    x = rng.normal(size=(7, 4)) * scale + shift
+    before = model((x - shift) / scale).numpy()
+    assert fliplib.fold_input_scaling(model, shift, scale) is model
+    np.testing.assert_allclose(model(x).numpy(), before, rtol=1e-4, atol=1e-4)
+
+
+def test_fold_input_scaling_takes_numbers_and_refuses_bad_maps():
+    model = fliplib.erf_network([3, 4, 2], seed=0)
+    x = np.ones((2, 3))
+    before = model((x - 1.0) / 2.0).numpy()
+    fliplib.fold_input_scaling(model, 1.0, 2.0)
+    np.testing.assert_allclose(model(x).numpy(), before, rtol=1e-5, atol=1e-6)
+    weights = [w.copy() for w in model.get_weights()]
+    for shift, scale, match in [
+        (0.0, [1.0, 0.0, 1.0], "positive"),
+        (np.zeros(4), 1.0, r"shape \(3,\)"),
+        ([0.0, np.nan, 0.0], 1.0, "NaN"),
+        (0.0, -1.0, "positive"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            fliplib.fold_input_scaling(model, shift, scale)
+    # nothing half-written: the weights are untouched after every refusal
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
