@@ -26,6 +26,7 @@ __all__ = [
     "positive_int",
     "choice",
     "numbers",
+    "per_feature",
     "check_points",
     "as_bounds",
     "check_within_bounds",
@@ -106,6 +107,18 @@ def numbers(name: str, value) -> np.ndarray:
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     return arr.astype(np.float64)
+
+
+def per_feature(name: str, value, n_features: int) -> np.ndarray:
+    """``value`` as a finite float64 array ``(n_features,)``; a number is repeated."""
+    arr = numbers(name, value)
+    if arr.ndim == 0:
+        arr = np.full(n_features, float(arr))
+    if arr.shape != (n_features,):
+        raise ValueError(f"{name} must be a number or have shape ({n_features},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} holds NaN or inf values")
+    return arr
 
 
 def check_points(name: str, value, n_features: int) -> np.ndarray:

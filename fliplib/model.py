@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ._checks import numbers, positive_int, positive_number
+from ._checks import numbers, per_feature, positive_int, positive_number
 
 __all__ = [
     "Erf",
@@ -229,18 +229,6 @@ def train(
     )
 
 
-def _per_feature(name: str, value, n_features: int) -> np.ndarray:
-    """``value`` as a finite float64 array ``(n_features,)``; a number is repeated."""
-    arr = numbers(name, value)
-    if arr.ndim == 0:
-        arr = np.full(n_features, float(arr))
-    if arr.shape != (n_features,):
-        raise ValueError(f"{name} must be a number or have shape ({n_features},), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} holds NaN or inf values")
-    return arr
-
-
 def fold_input_scaling(model: keras.Model, shift, scale) -> keras.Model:
     """Make a network trained on ``(x - shift) / scale`` read raw ``x``, in place.
 
@@ -264,11 +252,10 @@ def fold_input_scaling(model: keras.Model, shift, scale) -> keras.Model:
     first = next((layer for layer in model.layers if isinstance(layer, keras.layers.Dense)), None)
     if first is None:
         raise TypeError("model has no Dense layer to fold the input scaling into")
-    n_features = first.get_weights()[0].shape[0]
-    shift, scale = (_per_feature(name, value, n_features) for name, value in (("shift", shift), ("scale", scale)))
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in first.get_weights())
+    shift, scale = per_feature("shift", shift, len(kernel)), per_feature("scale", scale, len(kernel))
     if np.any(scale <= 0):
         raise ValueError("scale must be positive")
-    kernel, bias = (np.asarray(w, dtype=np.float64) for w in first.get_weights())
     first.set_weights([
         (kernel / scale[:, None]).astype(first.dtype),
         (bias - (shift / scale) @ kernel).astype(first.dtype),

@@ -12,6 +12,7 @@ from fliplib._checks import (
     check_points,
     choice,
     class_indices,
+    per_feature,
     positive_int,
     positive_number,
 )
@@ -136,3 +137,14 @@ def test_choice_names_the_option():
     assert choice("output", "softmax", ("logits", "softmax")) == "softmax"
     with pytest.raises(ValueError, match="^output must be one of 'logits', 'softmax'; got 'probits'"):
         choice("output", "probits", ("logits", "softmax"))
+
+
+def test_per_feature_repeats_a_number_and_refuses_other_shapes_and_non_finite_values():
+    np.testing.assert_array_equal(per_feature("scale", 2, 3), [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(per_feature("scale", [1, 2, 3], 3), [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"scale must be a number or have shape \(3,\)"):
+        per_feature("scale", np.ones((1, 3)), 3)
+    with pytest.raises(ValueError, match="shift holds NaN or inf"):
+        per_feature("shift", [0.0, np.inf, 0.0], 3)
+    with pytest.raises(TypeError, match="shift must hold real numbers"):
+        per_feature("shift", ["a", "b", "c"], 3)
