@@ -133,6 +133,53 @@ class FlipResult:
         picked = {name: getattr(self, name)[rows, best] for name in self._per_point_fields()}
         return FlipResult(**picked, method=self.method)
 
+    def keep_closer(self, rows, other: "FlipResult") -> "FlipResult":
+        """This result, with ``other``'s answers to the problems at ``rows`` where they are better.
+
+        For a second attempt at some of the problems (for example, the failures of a cheap
+        solver solved again by the default one): ``other`` holds one answer per entry of
+        ``rows``, and an answer replaces this result's only where it succeeded and is closer
+        (every failure has distance ``inf``). Every replaced answer keeps its own evidence;
+        the returned result is new, and this one is left as it was.
+
+        Parameters
+        ----------
+        rows : array_like of int
+            Indices into the first axis of this result, without repeats.
+        other : FlipResult
+            The second attempt, shaped like this result's entries at ``rows``.
+        """
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+            raise ValueError(f"rows must be a 1-D array of integer indices, got shape {rows.shape} "
+                             f"and dtype {rows.dtype}")
+        n = len(self.distance)
+        if rows.size and (rows.min() < -n or rows.max() >= n):
+            raise IndexError(f"rows must lie in [-{n}, {n}), got {rows.min()}..{rows.max()}")
+        rows = rows % n if n else rows
+        if len(np.unique(rows)) != len(rows):
+            raise ValueError("rows must not repeat an index")
+        if other.distance.shape != (len(rows),) + self.distance.shape[1:]:
+            raise ValueError(f"other has {other.distance.shape} problems; {len(rows)} rows of this "
+                             f"result have {(len(rows),) + self.distance.shape[1:]}")
+        if other.x.shape[-1] != self.x.shape[-1]:
+            raise ValueError(f"other's flip points have {other.x.shape[-1]} features, this result's "
+                             f"{self.x.shape[-1]}")
+        same = (np.array_equal(other.source, self.source[rows])
+                and np.array_equal(other.target, self.target[rows]))
+        if not same:
+            raise ValueError("other solves different problems: its source or target classes differ "
+                             "from this result's at rows")
+        better = other.success & (other.distance < self.distance[rows])
+        out = {}
+        for name in self._per_point_fields():
+            mine, theirs = getattr(self, name), getattr(other, name)
+            arr = mine.copy()
+            arr[rows] = np.where(better.reshape(better.shape + (1,) * (mine.ndim - better.ndim)),
+                                 theirs, mine[rows])
+            out[name] = arr
+        return FlipResult(**out, method=self.method)
+
     def to_frame(self) -> pd.DataFrame:
         """The evidence as a DataFrame, one row per (input, target) problem."""
         cols = [n for n in self._per_point_fields() if n != "x"]

@@ -259,6 +259,51 @@ def test_all_targets_shapes_and_closest():
     assert len(frame) == 24 and {"distance", "logit_gap", "status"} <= set(frame.columns)
 
 
+def test_keep_closer_takes_the_better_answer_of_a_second_attempt():
+    model, x = random_problems([4, 16, 16, 3], 0.5, 12, 5)
+    target = (np.argmax(numpy_logits(model, x), axis=1) + 1) % 3
+    cheap = fliplib.closest_flip_points(model, x, target, method="direct", search="local",
+                                        options=dict(max_iter=3))
+    rows = np.arange(0, 12, 2)
+    second = fliplib.closest_flip_points(model, x[rows], target[rows])
+    before = cheap.distance.copy()
+    merged = cheap.keep_closer(rows, second)
+    np.testing.assert_array_equal(cheap.distance, before)  # the first result is untouched
+    expected = before.copy()
+    expected[rows] = np.minimum(before[rows], np.where(second.success, second.distance, np.inf))
+    np.testing.assert_array_equal(merged.distance, expected)
+    others = np.setdiff1d(np.arange(12), rows)
+    np.testing.assert_array_equal(merged.x[others], cheap.x[others])
+    took = rows[second.success & (second.distance < before[rows])]
+    assert took.size  # the second attempt improves something here
+    np.testing.assert_array_equal(merged.status[took], second.status[np.isin(rows, took)])
+    check_evidence(merged, model)
+    # "all": the target axis is carried along
+    every = fliplib.closest_flip_points(model, x[:3], "all", search="local")
+    again = fliplib.closest_flip_points(model, x[[2]], "all")
+    both = every.keep_closer([2], again)
+    assert both.x.shape == every.x.shape
+    assert np.all(both.distance[2] <= every.distance[2])
+
+
+def test_keep_closer_refuses_mismatched_attempts():
+    model, x = random_problems([4, 16, 3], 1.0, 5, 6)
+    source = np.argmax(numpy_logits(model, x), axis=1)
+    res = fliplib.closest_flip_points(model, x, (source + 1) % 3, search="local")
+    other = fliplib.closest_flip_points(model, x[:2], (source[:2] + 2) % 3, search="local")
+    with pytest.raises(ValueError, match="different problems"):
+        res.keep_closer([0, 1], other)
+    same = fliplib.closest_flip_points(model, x[:2], (source[:2] + 1) % 3, search="local")
+    with pytest.raises(ValueError, match="problems"):
+        res.keep_closer([0, 1, 2], same)
+    with pytest.raises(ValueError, match="repeat"):
+        res.keep_closer([1, 1], same)
+    with pytest.raises(IndexError, match="rows"):
+        res.keep_closer([0, 9], same)
+    with pytest.raises(ValueError, match="integer"):
+        res.keep_closer([0.0, 1.0], same)
+
+
 def test_every_returned_point_carries_correct_evidence():
     model, x = random_problems([5, 12, 12, 12, 3], 0.8, 25, 11)
     res = fliplib.closest_flip_points(model, x, "all", lower=-4.0, upper=4.0)
