@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.installed-browser
 
-.PHONY: book test browser-test run-path-test screenshot lab bench bench-relu bench-rows bench-global clean
+.PHONY: book test browser-test run-path-test screenshot lab bench bench-relu bench-rows bench-global bench-reference clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ bench-rows: $(STAMP)
 
 bench-global: $(STAMP)
 	$(BIN)/python benchmarks/bench_global.py --check-resolution 2
+
+bench-reference: $(STAMP)
+	$(BIN)/python benchmarks/bench_reference.py
 
 clean:
 	rm -rf _build
