@@ -16,7 +16,9 @@ each judged by fliplib's own success rule (:func:`fliplib.studies.experiments.is
   fliplib failed); and from training points that the network assigns to the target class,
   brought to the boundary by bisection on the segment from ``x`` to them
   (:func:`fliplib.rescue.first_crossing`), the nearest such points first. ``--starts`` of them
-  per problem in all (20 by default: 1 + 12 + 7).
+  per problem in all (20 by default: 1 + 12 + 7; fewer only where fewer than 7 of the 35
+  nearest training points of the target class give a boundary point, the others' segments
+  entering a third class first).
 - **Foolbox's minimum-norm attacks** (DeepFool, DDN, FMN, C&W through
   :func:`fliplib.studies.attacks.minimum_norm_attack`), untargeted, one per input: the first
   boundary crossing on the segment from ``x`` to the attack's point bounds the distance to the
@@ -64,11 +66,15 @@ from fliplib.rescue import first_crossing  # noqa: E402
 from fliplib.wavelets import WaveletFeatures  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "reference_benchmarks.json"
+ROOT = Path(__file__).resolve().parent.parent
 #: A reference counts as closer when its distance is below fliplib's by more than this share.
 CLOSER = 0.01
 #: Lengths of the random perturbations of x, relative to the distance of fliplib's answer.
 PERTURBATIONS = (0.25, 0.5, 1.0)
+#: Training points tried per start wanted from them (segments that cross a third class first give none).
+WITNESS_TRIES = 5
 ATTACKS = ("deepfool", "ddn", "fmn", "cw")
+KINDS = ("x", "perturbation", "training point")
 ATTACK_OPTIONS = {"ddn": {"steps": 200}, "fmn": {"steps": 200}, "cw": {"binary_search_steps": 6, "steps": 300}}
 
 
@@ -104,7 +110,8 @@ def geometry(n_inputs: int, seed: int, epochs: int = 10):
 
 def slsqp_starts(params, x, source, target, d_fliplib, pool, pool_class, n_starts, rng):
     """The starts of one problem: x, perturbations of x, then boundary points towards the nearest
-    pool points of the target class, ``n_starts`` in all (fewer where the pool has too few).
+    pool points of the target class, ``n_starts`` in all (fewer where too few of the ``WITNESS_TRIES`` times as many nearest pool points give a
+    boundary point).
 
     Returns the starts and what each one is.
     """
@@ -116,12 +123,14 @@ def slsqp_starts(params, x, source, target, d_fliplib, pool, pool_class, n_start
     n_witness = n_starts - 1 - n_perturb
     candidates = np.flatnonzero(pool_class == target)
     if n_witness > 0 and candidates.size:
-        nearest = candidates[np.argsort(np.linalg.norm(pool[candidates] - x, axis=1))[:n_witness]]
+        # a segment that enters a third class first gives no start: try the next-nearest points
+        nearest = candidates[np.argsort(np.linalg.norm(pool[candidates] - x, axis=1))[:WITNESS_TRIES * n_witness]]
         ends = pool[nearest]
         points, found = first_crossing(params, np.repeat(x[None], len(ends), axis=0), ends,
                                        np.full(len(ends), source), np.full(len(ends), target))
-        starts.append(points[found])
-        kinds += ["training point"] * int(found.sum())
+        points = points[found][:n_witness]
+        starts.append(points)
+        kinds += ["training point"] * len(points)
     return np.concatenate(starts), np.array(kinds)
 
 
@@ -142,9 +151,9 @@ def reference_all(name, model, x, res, pool, n_starts, seed):
             ok = judged(model, np.repeat(x[i][None], len(points), axis=0), points,
                         np.full(len(points), src), np.full(len(points), int(j)))
             dist = np.where(ok, np.linalg.norm(points - x[i], axis=1), np.inf)
+            best = {f"best from {kind}": float(dist[kinds == kind].min(initial=np.inf)) for kind in KINDS}
             rows.append({"network": name, "input": int(i), "source": src, "target": int(j),
-                         "starts": len(starts), "reference": float(dist.min()),
-                         "reference_from": kinds[dist.argmin()] if ok.any() else "",
+                         "starts": len(starts), "reference": float(dist.min()), **best,
                          "fliplib": float(res.distance[i, j]), "fliplib_status": int(res.status[i, j])})
     return pd.DataFrame(rows), clock
 
@@ -158,11 +167,17 @@ def reference_any(name, model, x, best, attacks):
     source = best.source
     reach = np.full(len(x), np.inf)
     who = np.full(len(x), "", dtype=object)
+    # Foolbox needs one box: wide enough never to bind (three times the spread of the inputs)
+    low, high = float(x.min()), float(x.max())
+    lower, upper = low - (high - low), high + (high - low)
     for attack in attacks:
-        found = minimum_norm_attack(model, x, source, attack=attack, lower=-1e3, upper=1e3,
+        found = minimum_norm_attack(model, x, source, attack=attack, lower=lower, upper=upper,
                                     **ATTACK_OPTIONS.get(attack, {}))
-        point, hit, _ = first_crossing(params, x, found.x, source, np.full(len(x), -1), return_class=True)
-        d = np.where(found.success & hit, np.linalg.norm(point - x, axis=1), np.inf)
+        point, hit, entered = first_crossing(params, x, found.x, source, np.full(len(x), -1), return_class=True)
+        hit &= found.success
+        if hit.any():  # judged like every other point: a flip point between source and class entered
+            hit[hit] = judged(model, x[hit], point[hit], source[hit], entered[hit])
+        d = np.where(hit, np.linalg.norm(point - x, axis=1), np.inf)
         who = np.where(d < reach, attack, who)
         reach = np.minimum(reach, d)
     return pd.DataFrame({"network": name, "input": np.arange(len(x)), "source": source,
@@ -172,8 +187,8 @@ def reference_any(name, model, x, best, attacks):
 
 def verdicts(frame: pd.DataFrame, ours: str, theirs: str) -> dict:
     found = np.isfinite(frame[theirs])
-    closer = found & (frame[theirs] < (1 - CLOSER) * frame[ours])
     missed = found & ~np.isfinite(frame[ours])
+    closer = found & ~missed & (frame[theirs] < (1 - CLOSER) * frame[ours])
     ratio = frame[ours][found & np.isfinite(frame[ours])] / frame[theirs][found & np.isfinite(frame[ours])]
     return {"problems": len(frame), "reference found": int(found.sum()),
             "reference > 1% closer": int(closer.sum()), "share closer": float(closer.mean()),
@@ -201,6 +216,9 @@ def main(argv=None) -> None:
     state = machine()
     attacks = [a for a in args.attacks.split(",") if a] if foolbox_available() else []
     per_problem, per_input, summary = [], [], []
+    unknown = set(args.networks.split(",")) - set(NETWORKS)
+    if unknown:
+        parser.error(f"unknown networks {sorted(unknown)}; choose from {list(NETWORKS)}")
     for name in args.networks.split(","):
         n = args.cifar_inputs if name == "geometry" else args.inputs
         kwargs = {"epochs": args.geometry_epochs} if name == "geometry" else {}
@@ -229,10 +247,11 @@ def main(argv=None) -> None:
         print(pd.Series(row).to_string(), flush=True)
     state["load_average_1min_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     settings = vars(args).copy()
-    settings["output"] = str(args.output)
+    settings["output"] = str(args.output.resolve().relative_to(ROOT)) if args.output.resolve().is_relative_to(ROOT) \
+        else args.output.name
     settings |= {"closer": CLOSER, "perturbations": PERTURBATIONS, "attack_options": ATTACK_OPTIONS}
     write_atomic(args.output, {
-        "created": started, "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "created": started, "command": " ".join(["python", "benchmarks/bench_reference.py", *(sys.argv[1:] if argv is None else argv)]),
         "settings": settings, "machine": state, "summary": summary,
         "problems": pd.concat(per_problem, ignore_index=True).to_dict(orient="records"),
         "inputs": pd.concat(per_input, ignore_index=True).to_dict(orient="records") if per_input else [],

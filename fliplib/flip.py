@@ -139,20 +139,44 @@ class FlipResult:
         For a second attempt at some of the problems (for example, the failures of a cheap
         solver solved again by the default one): ``other`` holds one answer per entry of
         ``rows``, and an answer replaces this result's only where it succeeded and is closer
-        (every failure has distance ``inf``). Every replaced answer keeps its own evidence;
-        the returned result is new, and this one is left as it was.
+        (every failure has distance ``inf``). Every replaced answer keeps its own evidence and
+        its own counts (``n_jacobian_evals``, ``n_starts``: the cost of the first attempt at it
+        is not added); ``method`` stays this result's. The returned result is new, and this one
+        is left as it was.
+
+        Both attempts must solve the same problems: the same source and target classes (which
+        is checked), and the same inputs, bounds, fixed features and weights (which cannot be).
+        Results of ``target="any"`` or of :meth:`closest`, whose target classes depend on the
+        answer, are therefore merged only where both attempts name the same class.
 
         Parameters
         ----------
         rows : array_like of int
-            Indices into the first axis of this result, without repeats.
+            Indices into the first axis of this result, without repeats (negative ones count
+            from the end).
         other : FlipResult
             The second attempt, shaped like this result's entries at ``rows``.
+
+        Returns
+        -------
+        FlipResult
+            Shaped like this result.
+
+        Raises
+        ------
+        ValueError
+            If ``rows`` is not a 1-D array of integers or repeats an index, or ``other`` has the
+            wrong shape or solves different problems.
+        IndexError
+            If an index in ``rows`` is out of range.
         """
         rows = np.asarray(rows)
-        if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+        if rows.size == 0:
+            rows = rows.astype(np.intp)
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
             raise ValueError(f"rows must be a 1-D array of integer indices, got shape {rows.shape} "
                              f"and dtype {rows.dtype}")
+        rows = rows.astype(np.intp)
         n = len(self.distance)
         if rows.size and (rows.min() < -n or rows.max() >= n):
             raise IndexError(f"rows must lie in [-{n}, {n}), got {rows.min()}..{rows.max()}")

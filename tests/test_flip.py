@@ -286,6 +286,51 @@ def test_keep_closer_takes_the_better_answer_of_a_second_attempt():
     assert np.all(both.distance[2] <= every.distance[2])
 
 
+def _hand_built(distance, success, source, target, *, fill, n_features=2):
+    """A FlipResult whose every entry holds ``fill`` (and the given distances), to trace merges."""
+    success = np.asarray(success, dtype=bool)
+    shape = success.shape
+    status = np.where(success, 0, 2)
+    messages = np.array([flip.STATUS_MESSAGES[int(s)] for s in status.ravel()], dtype=object)
+    return flip.FlipResult(
+        x=np.full(shape + (n_features,), fill), distance=np.where(success, distance, np.inf),
+        success=success, status=status, message=messages.reshape(shape),
+        source=np.broadcast_to(np.asarray(source), shape).copy(),
+        target=np.broadcast_to(np.asarray(target), shape).copy(),
+        logit_gap=np.full(shape, fill), min_margin=np.full(shape, fill),
+        bound_violation=np.full(shape, fill), optimality=np.full(shape, fill),
+        n_jacobian_evals=np.full(shape, int(fill)), n_homotopy_steps=np.full(shape, int(fill)),
+        search_radius=np.full(shape, fill), n_starts=np.full(shape, int(fill)))
+
+
+def test_keep_closer_replaces_exactly_the_better_answers():
+    first = _hand_built([1.0, 2.0, 5.0, 3.0], [True, True, False, True], 0, 1, fill=0.0)
+    # at rows 0, 1, 2, 3 (the last given as -1): closer, farther, failed again, equal
+    second = _hand_built([0.5, 2.5, 4.0, 3.0], [True, True, False, True], 0, 1, fill=7.0)
+    merged = first.keep_closer([0, 1, 2, -1], second)
+    np.testing.assert_array_equal(merged.distance, [0.5, 2.0, np.inf, 3.0])
+    taken = np.array([True, False, False, False])
+    for name in first._per_point_fields():
+        if name in ("distance", "source", "target"):
+            continue
+        value = getattr(merged, name)
+        expected = np.where(taken.reshape((4,) + (1,) * (value.ndim - 1)), getattr(second, name),
+                            getattr(first, name))
+        np.testing.assert_array_equal(value, expected, err_msg=name)
+    assert np.all(first.x == 0.0)  # the first result is untouched
+    # no rows: nothing changes
+    empty = _hand_built(np.zeros(0), np.zeros(0, bool), 0, 1, fill=7.0)
+    np.testing.assert_array_equal(first.keep_closer([], empty).distance, first.distance)
+    # (n, r, d): per target class, inside a row
+    grid = _hand_built(np.ones((3, 2)), np.ones((3, 2), bool), 0, [[1, 2]], fill=0.0, n_features=4)
+    row = _hand_built([[0.5, 1.5]], [[True, True]], 0, [[1, 2]], fill=7.0, n_features=4)
+    both = grid.keep_closer(np.array([1], dtype=np.uint8), row)
+    np.testing.assert_array_equal(both.distance, [[1, 1], [0.5, 1], [1, 1]])
+    assert np.all(both.x[1, 0] == 7.0) and np.all(both.x[1, 1] == 0.0)
+    assert np.all(np.delete(both.x, 1, axis=0) == 0.0)
+    assert both.message[1, 0] == flip.STATUS_MESSAGES[0]
+
+
 def test_keep_closer_refuses_mismatched_attempts():
     model, x = random_problems([4, 16, 3], 1.0, 5, 6)
     source = np.argmax(numpy_logits(model, x), axis=1)
@@ -294,7 +339,7 @@ def test_keep_closer_refuses_mismatched_attempts():
     with pytest.raises(ValueError, match="different problems"):
         res.keep_closer([0, 1], other)
     same = fliplib.closest_flip_points(model, x[:2], (source[:2] + 1) % 3, search="local")
-    with pytest.raises(ValueError, match="problems"):
+    with pytest.raises(ValueError, match="other has"):
         res.keep_closer([0, 1, 2], same)
     with pytest.raises(ValueError, match="repeat"):
         res.keep_closer([1, 1], same)
