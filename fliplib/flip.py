@@ -171,9 +171,7 @@ class FlipResult:
             If an index in ``rows`` is out of range.
         """
         rows = np.asarray(rows)
-        if rows.size == 0:
-            rows = rows.astype(np.intp)
-        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+        if rows.ndim != 1 or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
             raise ValueError(f"rows must be a 1-D array of integer indices, got shape {rows.shape} "
                              f"and dtype {rows.dtype}")
         rows = rows.astype(np.intp)
