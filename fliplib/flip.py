@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from . import homotopy, rescue, sqp
 from .search import global_stage, nearest_linearised_class
-from ._checks import check_class_range, check_distinct, check_inputs, class_indices, whole_numbers
+from ._checks import check_class_range, check_distinct, check_inputs, check_points, class_indices, whole_numbers
 from .options import FlipOptions
 from .jacobian import vjp
 from .params import NetworkParams, forward, network_params
@@ -456,7 +456,7 @@ def status_from_evidence(evidence: dict, *, gap_tol: float = 1e-6, opt_tol: floa
 
 
 def closest_flip_points(model, x, target, *, source=None, lower=None, upper=None, fixed=None, feature_weights=None,
-                        method: str = "homotopy", search: str = "global",
+                        method: str = "homotopy", search: str = "global", witnesses=None,
                         options: FlipOptions | dict | None = None) -> FlipResult:
     """Closest flip points of a batch of inputs (eqs. 1-5): homotopy (Algorithm 2), then a global search.
 
@@ -489,6 +489,11 @@ def closest_flip_points(model, x, target, *, source=None, lower=None, upper=None
         ``"global"`` (the default) then searches the ball around ``x`` that the first flip point
         defines for closer ones (:mod:`fliplib.search`); ``"local"`` returns the local method's
         answer (cheaper, and often a farther local minimum).
+    witnesses : array_like, shape (m, n_features), optional
+        Further points of known class for the global stage, such as the training set: it also
+        starts from boundary points on the segments from ``x`` towards the nearest of them that
+        the network assigns to the target class (:func:`fliplib.rescue.witness_starts`), as it
+        does towards the inputs of the call.  Only their predicted classes are used.
     options : FlipOptions or dict, optional
         The solver's tunables (:class:`FlipOptions`), e.g. ``dict(max_iter=50, restarts=2)``.
 
@@ -512,6 +517,8 @@ def closest_flip_points(model, x, target, *, source=None, lower=None, upper=None
     if search not in ("global", "local"):
         raise ValueError(f"search must be 'global' or 'local', got {search!r}")
     x, lo, hi, w = check_inputs(params.n_features, x, lower, upper, fixed, feature_weights)
+    extra = np.empty((0, params.n_features)) if witnesses is None else check_points("witnesses", witnesses,
+                                                                                     params.n_features)
     any_class = isinstance(target, str) and target == "any"
     src, tgt, keep_axis = _check_classes(params, x, "all" if any_class else target, source)
     if any_class:  # one problem per input; its class may change when a closer one is found
@@ -521,7 +528,7 @@ def closest_flip_points(model, x, target, *, source=None, lower=None, upper=None
         tgt = candidates[:, :1]
     else:
         inputs, cols = np.nonzero(tgt != src[:, None])  # one problem per (input, target) pair
-    batch = _Batch(params, x, lo, hi, w, src, inputs, tgt[inputs, cols], opts)
+    batch = _Batch(params, x, lo, hi, w, src, inputs, tgt[inputs, cols], opts, witnesses=extra)
     everything = np.arange(len(inputs))
     x_hat, n_jac, steps = batch.solve(everything, method)  # Algorithms 1 and 2 with F, or F alone
     answers = _Answers(x_hat, batch.judge(everything, x_hat), n_jac, np.ones(len(inputs), np.int64), batch)
@@ -603,7 +610,7 @@ def _screen_classes(params, x, lo, hi, w, src, opts: FlipOptions) -> _Screen:
 class _Batch:
     """The problems of one call, and the solves and judgements the method composes."""
 
-    def __init__(self, params, x, lo, hi, w, src, inputs, tgt, opts: FlipOptions):
+    def __init__(self, params, x, lo, hi, w, src, inputs, tgt, opts: FlipOptions, witnesses=None):
         self.params, self.x, self.lo, self.hi, self.w, self.src = params, x, lo, hi, w, src
         self.inputs, self.tgt, self.opts = inputs, np.array(tgt, dtype=np.int64), opts
         self.fallback = opts.fallback
@@ -612,6 +619,7 @@ class _Batch:
         self.tau = opts.tau if opts.tau is not None else (1e-5 if params.activation == "erf" else 0.5)
         n_rows = params.n_classes - 1 if opts.n_rows is None else min(opts.n_rows, params.n_classes - 1)
         self.step_fn = sqp.sqp_step(params.activation, params.n_classes, n_rows, len(params.weights))
+        self.extra = np.empty((0, x.shape[1])) if witnesses is None else witnesses  # the caller's witnesses
         self.found = []  # flip points found so far, pushed across: witnesses of their target class
         self.solved_from_x = np.zeros(len(inputs), bool)  # F has run from x itself (the direct path)
 
@@ -622,8 +630,9 @@ class _Batch:
                             self.src[rows], self.tgt[idx] if tgt is None else np.asarray(tgt, dtype=np.int64))
 
     def witnesses(self) -> np.ndarray:
-        """Points of known class: the inputs of the call and the flip points found, pushed across."""
-        return np.concatenate([self.x] + self.found)
+        """Points of known class: the inputs of the call, the caller's witnesses and the flip points
+        found, pushed across."""
+        return np.concatenate([self.x, self.extra] + self.found)
 
     def solve(self, idx, how: str, starts=None, tgt=None):
         """Flip points of problems ``idx``: the path (``"homotopy"``) or F from ``starts`` (``"direct"``)."""

@@ -73,7 +73,8 @@ class FlipOptions:
         Global stage (``search="global"``, :mod:`fliplib.search`): random rays from ``x`` scanned
         for boundary crossings inside the ball, per problem and round.
     search_keep : int
-        The nearest crossings (and the nearest witnesses) that become starts of F.
+        The nearest crossings, the nearest witnesses and (with ``target="all"``) the nearest flip
+        points of the same input towards other classes that become starts of F.
     search_perturbations : tuple of float
         Starts ``x + rho r u`` inside the ball of radius ``r``, one per ``rho``.
     search_samples : int

@@ -197,23 +197,25 @@ def across(points, inputs):
     return points + 0.01 * (points - inputs)
 
 
-def witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: int = 5, chunk: int = 256):
+def witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: int = 5, n_keep: int = 1,
+                   chunk: int = 256):
     """Flip points on segments from ``x0`` towards points the network assigns to the target class.
 
     For each problem, the ``n_witnesses`` nearest ``witnesses`` classified as ``tgt`` (moved
     into the problem's box, which also keeps its fixed features), and on each segment
-    ``x0 -> witness`` the boundary point of :func:`first_crossing`; the one nearest to ``x0``
-    wins.  It is a feasible point of eqs. 2-5, usually not the closest one.  Problems are taken
-    ``chunk`` at a time (fewer when there are many witnesses), so memory stays bounded.
+    ``x0 -> witness`` the boundary point of :func:`first_crossing`; the ``n_keep`` nearest to
+    ``x0`` are returned.  Each is a feasible point of eqs. 2-5, usually not the closest one.
+    Problems are taken ``chunk`` at a time (fewer when there are many witnesses), so memory
+    stays bounded.
 
     Returns
     -------
-    starts : ndarray, shape (n, n_features)
-        The boundary points (``x0`` where none was found).
-    found : ndarray of bool, shape (n,)
+    starts : ndarray, shape (n, n_keep, n_features)
+        The boundary points, nearest to ``x0`` first (``x0`` where fewer were found).
+    found : ndarray of bool, shape (n, n_keep)
     """
     n = len(x0)
-    starts, found = x0.copy(), np.zeros(n, dtype=bool)
+    starts, found = np.repeat(x0[:, None], n_keep, axis=1), np.zeros((n, n_keep), dtype=bool)
     if len(witnesses) == 0 or n == 0:
         return starts, found
     label_w = np.argmax(predict(params, witnesses), axis=1)
@@ -226,17 +228,20 @@ def witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: i
         d2 = np.where(label_w[None] == tgt[sl, None], d2, np.inf)
         n_near = min(n_witnesses, d2.shape[1])
         nearest = np.argpartition(d2, n_near - 1, axis=1)[:, :n_near]  # the nearest, in linear time
-        order = np.take_along_axis(nearest, np.argsort(np.take_along_axis(d2, nearest, axis=1), axis=1), axis=1)
-        best = np.full(len(xs), np.inf)
-        for k in range(order.shape[1]):
-            valid = np.isfinite(d2[np.arange(len(xs)), order[:, k]])
-            end = np.clip(witnesses[order[:, k]], lo[sl], hi[sl])
+        points = np.repeat(xs[:, None], n_near, axis=1)
+        dist = np.full((len(xs), n_near), np.inf)
+        for k in range(n_near):
+            valid = np.isfinite(d2[np.arange(len(xs)), nearest[:, k]])
+            end = np.clip(witnesses[nearest[:, k]], lo[sl], hi[sl])
             inner, hit = first_crossing(params, xs, end, src[sl], tgt[sl])
-            dist = np.sqrt(np.sum(ws_ * (inner - xs) ** 2, axis=1))
-            better = valid & hit & (dist < best)
-            best[better] = dist[better]
-            starts[sl][better] = np.clip(inner[better], lo[sl][better], hi[sl][better])
-            found[sl] |= better
+            points[:, k] = np.clip(inner, lo[sl], hi[sl])
+            dist[:, k] = np.where(valid & hit, np.sqrt(np.sum(ws_ * (inner - xs) ** 2, axis=1)), np.inf)
+        keep = np.argsort(dist, axis=1, kind="stable")[:, : min(n_keep, n_near)]
+        m = keep.shape[1]
+        hit = np.isfinite(np.take_along_axis(dist, keep, axis=1))
+        chosen = np.take_along_axis(points, keep[:, :, None], axis=1)
+        starts[sl, :m] = np.where(hit[:, :, None], chosen, xs[:, None])
+        found[sl, :m] = hit
     return starts, found
 
 
@@ -265,6 +270,7 @@ def boundary_walk(params, x0, lo, hi, w, src, tgt, witnesses, *, margin: float, 
     w = np.broadcast_to(w, x0.shape)
     free = (hi > lo).astype(float)
     current, found = witness_starts(params, x0, lo, hi, w, src, tgt, witnesses)
+    current, found = current[:, 0], found[:, 0]
     evals = np.zeros(n, dtype=np.int64)
     eye = np.eye(params.n_classes)
 

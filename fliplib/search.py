@@ -11,8 +11,12 @@ classes, from many starts, for the whole batch at once:
   ``r``; the nearest ones become starts;
 - **perturbations**: points ``x + rho r u`` inside the ball, for random unit ``u`` (the several
   starts an off-the-shelf solver is given, scaled to the ball);
-- **witnesses**: boundary points on the segments from ``x`` towards the nearest inputs of the
-  call that the network assigns to class ``j`` (:func:`fliplib.rescue.witness_starts`);
+- **witnesses**: boundary points on the segments from ``x`` towards the nearest points that the
+  network assigns to class ``j``: inputs of the call, flip points found, and the caller's
+  ``witnesses`` such as the training set (:func:`fliplib.rescue.witness_starts`);
+- **other targets**: with ``target="all"``, the flip points already found for the same input
+  towards other classes (:func:`other_target_starts`); those of nearer classes lie inside the
+  ball, and F moves from them along the boundary of class ``i`` towards class ``j``;
 - **samples**: random points of the ball that the network assigns to class ``j``, the nearest
   ones (forward passes only).  Unlike a ray, a sample finds a region of class ``j`` that lies
   behind a third class as seen from ``x``; F, started inside it, moves to its boundary with
@@ -39,8 +43,8 @@ from . import rescue
 from .jacobian import vjp
 from .params import forward
 
-__all__ = ["ball_radius", "global_stage", "nearest_linearised_class", "perturbation_starts", "ray_starts",
-           "sample_starts"]
+__all__ = ["ball_radius", "global_stage", "nearest_linearised_class", "other_target_starts", "perturbation_starts",
+           "ray_starts", "sample_starts"]
 
 
 def _unit(rng: np.random.Generator, shape, free, w) -> np.ndarray:
@@ -150,6 +154,33 @@ def sample_starts(params, x0, lo, hi, w, src, tgt, radius, *, n_samples: int, n_
     return starts, dist, label
 
 
+def other_target_starts(inputs: np.ndarray, tgt: np.ndarray, x_found: np.ndarray, distance: np.ndarray,
+                        sub: np.ndarray, k: int):
+    """Per problem ``sub``, the ``k`` nearest flip points found for the same input towards other
+    classes (``target="all"``): they lie on the boundary of class ``i``, inside the ball when
+    their class is nearer than the problem's own, and F moves from there along the boundary
+    towards the problem's class.
+
+    ``inputs``, ``tgt``, ``x_found`` and ``distance`` describe every problem of the call (the
+    input, the target, the current flip point and its distance, ``inf`` where none is known).
+
+    Returns
+    -------
+    starts : ndarray, shape (len(sub), min(k, n_classes), n_features)
+        Nearest first; the problem's own current point where fewer were found.
+    found : ndarray of bool, same shape without the last axis
+    """
+    table = np.full((inputs.max(initial=-1) + 1, tgt.max(initial=-1) + 1), -1)  # problem per (input, class)
+    table[inputs, tgt] = np.arange(len(inputs))
+    others = table[inputs[sub]]
+    others[np.arange(len(sub)), tgt[sub]] = -1
+    d = np.where(others >= 0, distance[others], np.inf)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    found = np.isfinite(np.take_along_axis(d, order, axis=1))
+    starts = np.where(found[:, :, None], x_found[np.take_along_axis(others, order, axis=1)], x_found[sub][:, None])
+    return starts, found
+
+
 def global_stage(batch, answers, idx: np.ndarray, rng: np.random.Generator, *, any_class: bool = False):
     """Search the ball of every problem ``idx`` for closer flip points (the module docstring).
 
@@ -184,8 +215,12 @@ def global_stage(batch, answers, idx: np.ndarray, rng: np.random.Generator, *, a
             valid.append(~batch.solved_from_x[sub][:, None])
             # the nearest data of the target class, brought to the boundary
             wit, found = rescue.witness_starts(batch.params, p.x0, p.lo, p.hi, p.w, p.src, p.tgt, batch.witnesses(),
-                                               n_witnesses=o.search_keep)
-            starts.append(wit[:, None]), targets.append(p.tgt[:, None]), valid.append(found[:, None])
+                                               n_witnesses=2 * o.search_keep, n_keep=o.search_keep)
+            starts.append(wit), targets.append(np.repeat(p.tgt[:, None], wit.shape[1], axis=1)), valid.append(found)
+            if not any_class:  # the flip points of the same input towards other classes
+                known = np.where(answers.ok(), answers.ev["distance"], np.inf)
+                oth, found = other_target_starts(batch.inputs, batch.tgt, answers.x, known, sub, o.search_keep)
+                starts.append(oth), targets.append(np.repeat(p.tgt[:, None], oth.shape[1], axis=1)), valid.append(found)
         starts, targets, valid = (np.concatenate(a, axis=1) for a in (starts, targets, valid))
         which, slot = np.nonzero(valid)
         x_s, jac_s, _ = batch.solve(sub[which], "direct", starts[which, slot], tgt=targets[which, slot])

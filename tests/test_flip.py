@@ -355,7 +355,9 @@ def test_every_returned_point_carries_correct_evidence():
     done = res.status != -1
     ev = fliplib.flip_evidence(model, np.repeat(x, 3, axis=0)[done.ravel()], res.x[done], res.source[done],
                                res.target[done], lower=-4.0, upper=4.0)
-    np.testing.assert_allclose(ev["logit_gap"], res.logit_gap[done])
+    # the gap is a difference of logits of order one, recomputed in batches of another make-up:
+    # equal up to float64 rounding of those logits, not to a share of a gap near zero
+    np.testing.assert_allclose(ev["logit_gap"], res.logit_gap[done], rtol=1e-7, atol=1e-13)
     np.testing.assert_allclose(ev["distance"], res.distance[done])
     ok = res.success[done]
     tol = 1e-6 * np.maximum(1.0, ev["z_source"])

@@ -81,11 +81,18 @@ def test_witness_starts_are_flip_points_between_source_and_target(activation):
     src = label[:20]
     tgt = (src + 1 + rng.integers(0, 3, 20)) % 4
     box = np.full((20, 6), 3.0)
-    starts, found = rescue.witness_starts(params, x[:20], -box, box, np.ones((20, 6)), src, tgt, x[20:])
+    starts, found = rescue.witness_starts(params, x[:20], -box, box, np.ones((20, 6)), src, tgt, x[20:], n_keep=3)
+    assert starts.shape == (20, 3, 6) and found.shape == (20, 3)
     assert found.sum() >= 5
-    assert np.all(starts[~found] == x[:20][~found])
-    z = numpy_logits(params, starts[found])
-    rows = np.arange(found.sum())
+    assert np.all(starts[~found] == np.repeat(x[:20, None], 3, axis=1)[~found])
+    # nearest first, and the found ones before the others
+    dist = np.where(found, np.linalg.norm(starts - x[:20, None], axis=2), np.inf)
+    assert np.all(np.diff(dist, axis=1)[np.isfinite(dist[:, 1:])] >= 0)
+    assert not np.any(~found[:, :-1] & found[:, 1:])
+    src, tgt = np.repeat(src, 3)[found.ravel()], np.repeat(tgt, 3)[found.ravel()]
+    starts, found = starts.reshape(-1, 6)[found.ravel()], np.ones(len(src), bool)
+    z = numpy_logits(params, starts)
+    rows = np.arange(len(src))
     scale = np.maximum(1.0, np.abs(z[rows, src[found]]))
     assert np.all(np.abs(z[rows, src[found]] - z[rows, tgt[found]]) <= 1e-9 * scale)
     others = z.copy()
@@ -112,9 +119,31 @@ def test_witness_starts_cross_towards_the_nearest_witnesses_of_the_target_class(
     t = -(x0 @ a + c) / ((nearest - x0) @ a)
     expected = x0 + t[:, None] * (nearest - x0)
     for start, found in starts:
-        assert np.all(found)
-        np.testing.assert_allclose(start, expected, rtol=0, atol=1e-9)
+        assert start.shape == (n, 1, 3) and np.all(found)
+        np.testing.assert_allclose(start[:, 0], expected, rtol=0, atol=1e-9)
         np.testing.assert_array_equal(start, starts[0][0])
+
+
+def test_witness_starts_keep_the_nearest_crossings_towards_several_witnesses():
+    # Every segment to a witness of class 1 crosses the hyperplane z_0 = z_1 once: from the 6
+    # nearest witnesses, the 4 crossings nearest to x0 are kept, nearest first.
+    rng = np.random.default_rng(8)
+    a, c = np.array([1.0, -2.0, 0.5]), -0.5
+    params = linear_network(a, c)
+    x0 = rng.normal(size=(12, 3))
+    x0 = x0[x0 @ a + c > 0.1]
+    witnesses = 6.0 * rng.normal(size=(300, 3))
+    n = len(x0)
+    src, tgt, box, w = np.zeros(n, dtype=int), np.ones(n, dtype=int), np.full_like(x0, 1e3), np.ones_like(x0)
+    start, found = rescue.witness_starts(params, x0, -box, box, w, src, tgt, witnesses, n_witnesses=6, n_keep=4)
+    in_target = witnesses[witnesses @ a + c < 0]
+    for k in range(n):
+        near = in_target[np.argsort(np.linalg.norm(in_target - x0[k], axis=1))[:6]]
+        t = -(x0[k] @ a + c) / ((near - x0[k]) @ a)
+        crossings = x0[k] + t[:, None] * (near - x0[k])
+        expected = crossings[np.argsort(np.linalg.norm(crossings - x0[k], axis=1))[:4]]
+        assert np.all(found[k])
+        np.testing.assert_allclose(start[k], expected, rtol=0, atol=1e-9)
 
 
 def test_boundary_walk_reaches_the_closest_point_of_a_hyperplane():
@@ -127,6 +156,7 @@ def test_boundary_walk_reaches_the_closest_point_of_a_hyperplane():
     box = np.full_like(x0, 1e3)
     src, tgt = np.zeros(2, dtype=int), np.ones(2, dtype=int)
     start, found = rescue.witness_starts(params, x0, -box, box, np.ones_like(x0), src, tgt, witness)
+    start, found = start[:, 0], found[:, 0]
     walked, evals, found_w = rescue.boundary_walk(params, x0, -box, box, np.ones_like(x0), src, tgt, witness, margin=1e-3)
     exact = np.abs(x0 @ a + c) / np.linalg.norm(a)
     assert np.all(found) and np.all(found_w)

@@ -95,3 +95,43 @@ def test_samples_report_none_where_the_class_is_out_of_reach():
                                              rng=np.random.default_rng(0))
     assert np.all(np.isinf(dist)) and np.all(cls == -1)
     np.testing.assert_array_equal(starts, np.repeat(x[:, None], 2, axis=1))
+
+
+def test_other_target_starts_are_the_nearest_flip_points_of_the_same_input():
+    # Problems of two inputs (and one input with a single target): per problem, the flip points
+    # found for the same input towards other classes, nearest first; none of its own, none of
+    # another input's, and a problem without a found flip point offers none.
+    inputs = np.array([0, 0, 0, 0, 1, 1, 1, 2])
+    tgt = np.array([1, 2, 3, 4, 0, 2, 3, 1])
+    distance = np.array([3.0, 1.0, np.inf, 2.0, 0.5, 0.7, 0.6, 0.1])
+    x_found = np.arange(len(inputs), dtype=float)[:, None] * np.ones((1, 2))
+    sub = np.array([0, 2, 4, 7])
+    starts, found = search.other_target_starts(inputs, tgt, x_found, distance, sub, 2)
+    assert starts.shape == (4, 2, 2) and found.shape == (4, 2)
+    np.testing.assert_array_equal(found, [[True, True], [True, True], [True, True], [False, False]])
+    np.testing.assert_array_equal(starts[:3, :, 0], [[1, 3], [1, 3], [6, 5]])  # problem indices = coordinates
+    np.testing.assert_array_equal(starts[3, :, 0], [7, 7])  # its own point where none was found
+    starts, found = search.other_target_starts(inputs, tgt, x_found, distance, np.array([1]), 9)
+    np.testing.assert_array_equal(found[0], [True, True, False, False, False])  # 3 and 0; 2 has none
+    np.testing.assert_array_equal(starts[0, :2, 0], [3, 0])
+
+
+def test_the_callers_witnesses_become_starts_of_the_global_stage():
+    # One input per call, so the call itself holds no point of the target class: the caller's
+    # witnesses of that class add starts, and every answer still carries its evidence.
+    params, x, src = _net_and_points(n=40)
+    tgt = (src + 1) % 4
+    kw = dict(options=dict(search_rays=4, search_samples=8, search_rounds=1))
+    plain = fliplib.closest_flip_points(params, x[:1], tgt[:1], **kw)
+    more = fliplib.closest_flip_points(params, x[:1], tgt[:1], witnesses=x[1:], **kw)
+    assert (src[1:] == tgt[0]).sum() >= 2
+    assert more.n_starts[0] > plain.n_starts[0]
+    assert more.success[0] and more.distance[0] <= plain.distance[0] * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [(np.ones((3, 2)), r"witnesses must have shape \(n, 3\)"),
+                                          (np.full((2, 3), np.nan), "witnesses holds NaN")])
+def test_witnesses_of_the_wrong_shape_or_not_finite_are_refused(bad, message):
+    params, x, src = _net_and_points()
+    with pytest.raises(ValueError, match=message):
+        fliplib.closest_flip_points(params, x, (src + 1) % 4, witnesses=bad)
