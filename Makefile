@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BROWSER_STAMP := $(VENV)/.installed-browser
 
-.PHONY: book test browser-test run-path-test screenshot lab bench bench-relu bench-rows bench-global bench-reference clean
+.PHONY: book test browser-test run-path-test screenshot lab bench bench-relu bench-rows bench-global bench-reference bench-chapters clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ bench-global: $(STAMP)
 
 bench-reference: $(STAMP)
 	$(BIN)/python benchmarks/bench_reference.py
+
+# Paper-scale CPU time of chapters 3, 4, 5 and 7, extrapolated from small sizes; writes the table
+# that book/teaching.md includes (benchmarks/results/chapter_times.md).
+bench-chapters: $(STAMP)
+	$(BIN)/python benchmarks/bench_chapters.py
 
 clean:
 	rm -rf _build
