@@ -490,10 +490,11 @@ def closest_flip_points(model, x, target, *, source=None, lower=None, upper=None
         defines for closer ones (:mod:`fliplib.search`); ``"local"`` returns the local method's
         answer (cheaper, and often a farther local minimum).
     witnesses : array_like, shape (m, n_features), optional
-        Further points of known class for the global stage, such as the training set: it also
-        starts from boundary points on the segments from ``x`` towards the nearest of them that
-        the network assigns to the target class (:func:`fliplib.rescue.witness_starts`), as it
-        does towards the inputs of the call.  Only their predicted classes are used.
+        Further points, such as the training set, each of the class the network assigns to it
+        (labels are not used).  The global stage also starts from boundary points on the
+        segments from ``x`` towards the nearest of them of the target class
+        (:func:`fliplib.rescue.witness_starts`), as it does towards the inputs of the call, and
+        the fallback's boundary walk starts from them too (with ``search="local"`` as well).
     options : FlipOptions or dict, optional
         The solver's tunables (:class:`FlipOptions`), e.g. ``dict(max_iter=50, restarts=2)``.
 

@@ -73,8 +73,9 @@ class FlipOptions:
         Global stage (``search="global"``, :mod:`fliplib.search`): random rays from ``x`` scanned
         for boundary crossings inside the ball, per problem and round.
     search_keep : int
-        The nearest crossings, the nearest witnesses and (with ``target="all"``) the nearest flip
-        points of the same input towards other classes that become starts of F.
+        The nearest crossings, the nearest witness crossings (of the ``2 * search_keep`` nearest
+        witnesses) and, where an input has several targets (``"all"`` or an ``(n, r)`` array),
+        the nearest flip points of the same input towards its other targets that become starts of F.
     search_perturbations : tuple of float
         Starts ``x + rho r u`` inside the ball of radius ``r``, one per ``rho``.
     search_samples : int

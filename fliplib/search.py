@@ -14,8 +14,8 @@ classes, from many starts, for the whole batch at once:
 - **witnesses**: boundary points on the segments from ``x`` towards the nearest points that the
   network assigns to class ``j``: inputs of the call, flip points found, and the caller's
   ``witnesses`` such as the training set (:func:`fliplib.rescue.witness_starts`);
-- **other targets**: with ``target="all"``, the flip points already found for the same input
-  towards other classes (:func:`other_target_starts`); those of nearer classes lie inside the
+- **other targets**: where an input has several targets (``target="all"`` or an ``(n, r)``
+  array), the flip points already found for the same input towards its other targets (:func:`other_target_starts`); those of nearer classes lie inside the
   ball, and F moves from them along the boundary of class ``i`` towards class ``j``;
 - **samples**: random points of the ball that the network assigns to class ``j``, the nearest
   ones (forward passes only).  Unlike a ray, a sample finds a region of class ``j`` that lies
@@ -156,8 +156,8 @@ def sample_starts(params, x0, lo, hi, w, src, tgt, radius, *, n_samples: int, n_
 
 def other_target_starts(inputs: np.ndarray, tgt: np.ndarray, x_found: np.ndarray, distance: np.ndarray,
                         sub: np.ndarray, k: int):
-    """Per problem ``sub``, the ``k`` nearest flip points found for the same input towards other
-    classes (``target="all"``): they lie on the boundary of class ``i``, inside the ball when
+    """Per problem ``sub``, the ``k`` nearest flip points found for the same input towards its
+    other targets (``target="all"`` or an ``(n, r)`` array): they lie on the boundary of class ``i``, inside the ball when
     their class is nearer than the problem's own, and F moves from there along the boundary
     towards the problem's class.
 
@@ -166,7 +166,7 @@ def other_target_starts(inputs: np.ndarray, tgt: np.ndarray, x_found: np.ndarray
 
     Returns
     -------
-    starts : ndarray, shape (len(sub), min(k, n_classes), n_features)
+    starts : ndarray, shape (len(sub), min(k, tgt.max() + 1), n_features)
         Nearest first; the problem's own current point where fewer were found.
     found : ndarray of bool, same shape without the last axis
     """

@@ -136,6 +136,11 @@ def test_witness_starts_keep_the_nearest_crossings_towards_several_witnesses():
     n = len(x0)
     src, tgt, box, w = np.zeros(n, dtype=int), np.ones(n, dtype=int), np.full_like(x0, 1e3), np.ones_like(x0)
     start, found = rescue.witness_starts(params, x0, -box, box, w, src, tgt, witnesses, n_witnesses=6, n_keep=4)
+    for chunk in (1, 3):  # the same in any chunks of problems
+        again = rescue.witness_starts(params, x0, -box, box, w, src, tgt, witnesses, n_witnesses=6, n_keep=4,
+                                      chunk=chunk)
+        np.testing.assert_array_equal(again[0], start)
+        np.testing.assert_array_equal(again[1], found)
     in_target = witnesses[witnesses @ a + c < 0]
     for k in range(n):
         near = in_target[np.argsort(np.linalg.norm(in_target - x0[k], axis=1))[:6]]

@@ -135,3 +135,30 @@ def test_witnesses_of_the_wrong_shape_or_not_finite_are_refused(bad, message):
     params, x, src = _net_and_points()
     with pytest.raises(ValueError, match=message):
         fliplib.closest_flip_points(params, x, (src + 1) % 4, witnesses=bad)
+
+
+def test_the_global_stage_starts_from_other_targets_where_inputs_have_several(monkeypatch):
+    # The wiring of other_target_starts: called with "all", on the current flip points (each a
+    # point where the input's class ties with another and leads), and not with "any".
+    offered, real = [], search.other_target_starts
+
+    def spy(inputs, tgt, x_found, distance, sub, k):
+        starts, found = real(inputs, tgt, x_found, distance, sub, k)
+        offered.append((inputs[sub], starts, found))
+        return starts, found
+
+    monkeypatch.setattr(search, "other_target_starts", spy)
+    params, x, src = _net_and_points(n=4)
+    kw = dict(options=dict(search_rays=4, search_samples=8, search_rounds=1))
+    fliplib.closest_flip_points(params, x, "all", **kw)
+    assert len(offered) == 1
+    rows, starts, found = offered[0]
+    assert found.sum() >= len(rows)  # most problems have other targets' flip points to start from
+    z = numpy_logits(params, starts[found])
+    source = np.repeat(src[rows][:, None], found.shape[1], axis=1)[found]
+    own = z[np.arange(len(z)), source]
+    others = np.where(np.arange(4)[None] == source[:, None], -np.inf, z)
+    np.testing.assert_allclose(others.max(axis=1), own, atol=1e-5 * max(1.0, np.abs(own).max()))
+    offered.clear()
+    fliplib.closest_flip_points(params, x, "any", **kw)
+    assert offered == []
