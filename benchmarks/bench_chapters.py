@@ -296,19 +296,7 @@ def chapter_3(sizes: dict, seed: int, check: bool) -> list[Stage]:
 def chapter_4(sizes: dict, seed: int, check: bool) -> list[Stage]:
     """CIFAR-10 airplanes and ships: the flip points in wavelet space.
 
-    Parameters
-    ----------
-    sizes : dict
-        Items per timed call of each stage kind (``SIZES`` or ``QUICK``).
-    seed : int
-        Seed of the network, the training and the samples.
-    check : bool
-        Also run one stage at the book's size (the check of the fitted line).
-
-    Returns
-    -------
-    list of Stage
-        The chapter's stages, measured, not yet fitted.
+    The arguments and the result are those of :func:`chapter_3`.
     """
     book = parameters(4)
     cifar = fliplib.datasets.load_cifar10(dtype="float32")
@@ -361,19 +349,7 @@ def chapter_4(sizes: dict, seed: int, check: bool) -> list[Stage]:
 def chapter_5(sizes: dict, seed: int, check: bool) -> list[Stage]:
     """Adult income: the mixed-variable flip points of the samples.
 
-    Parameters
-    ----------
-    sizes : dict
-        Items per timed call of each stage kind (``SIZES`` or ``QUICK``).
-    seed : int
-        Seed of the network, the training and the samples.
-    check : bool
-        Also run one stage at the book's size (the check of the fitted line).
-
-    Returns
-    -------
-    list of Stage
-        The chapter's stages, measured, not yet fitted.
+    The arguments and the result are those of :func:`chapter_3`.
     """
     book = parameters(5)
     adult = fliplib.datasets.load_adult()
