@@ -518,8 +518,7 @@ def closest_flip_points(model, x, target, *, source=None, lower=None, upper=None
     if search not in ("global", "local"):
         raise ValueError(f"search must be 'global' or 'local', got {search!r}")
     x, lo, hi, w = check_inputs(params.n_features, x, lower, upper, fixed, feature_weights)
-    extra = np.empty((0, params.n_features)) if witnesses is None else check_points("witnesses", witnesses,
-                                                                                     params.n_features)
+    extra = None if witnesses is None else check_points("witnesses", witnesses, params.n_features)
     any_class = isinstance(target, str) and target == "any"
     src, tgt, keep_axis = _check_classes(params, x, "all" if any_class else target, source)
     if any_class:  # one problem per input; its class may change when a closer one is found

@@ -25,8 +25,8 @@ import tensorflow as tf
 from .jacobian import vjp
 from .params import forward
 
-__all__ = ["alternative_paths", "bisect", "boundary_walk", "first_crossing", "restart_points", "restore_feasibility", "restore_stuck",
-           "violation", "witness_starts"]
+__all__ = ["alternative_paths", "bisect", "boundary_walk", "first_crossing", "keep_nearest", "restart_points",
+           "restore_feasibility", "restore_stuck", "violation", "witness_starts"]
 
 
 def bisect(inside, start: np.ndarray, end: np.ndarray, n_halvings: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,6 +197,21 @@ def across(points, inputs):
     return points + 0.01 * (points - inputs)
 
 
+def keep_nearest(r, points, cls, x0, k: int):
+    """Per problem (row), the ``k`` candidates of smallest finite distance ``r``, nearest first:
+    their points, distances and classes; ``x``, ``inf`` and ``-1`` where fewer were found
+    (``r``: shape (n, m); ``points``: (n, m, n_features); ``cls``: (n, m); ``x0``: (n, n_features)).
+
+    The witness starts below and the rays and samples of :mod:`fliplib.search` choose their
+    starts with it."""
+    order = np.argsort(r, axis=1)[:, :k]
+    dist = np.take_along_axis(r, order, axis=1)
+    hit = np.isfinite(dist)
+    label = np.where(hit, np.take_along_axis(cls, order, axis=1), -1)
+    starts = np.where(hit[:, :, None], np.take_along_axis(points, order[:, :, None], axis=1), x0[:, None])
+    return starts, dist, label
+
+
 def witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: int = 5, n_keep: int = 1,
                    chunk: int = 256):
     """Flip points on segments from ``x0`` towards points the network assigns to the target class.
@@ -236,12 +251,9 @@ def witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: i
             inner, hit = first_crossing(params, xs, end, src[sl], tgt[sl])
             points[:, k] = np.clip(inner, lo[sl], hi[sl])
             dist[:, k] = np.where(valid & hit, np.sqrt(np.sum(ws_ * (inner - xs) ** 2, axis=1)), np.inf)
-        keep = np.argsort(dist, axis=1, kind="stable")[:, : min(n_keep, n_near)]
-        m = keep.shape[1]
-        hit = np.isfinite(np.take_along_axis(dist, keep, axis=1))
-        chosen = np.take_along_axis(points, keep[:, :, None], axis=1)
-        starts[sl, :m] = np.where(hit[:, :, None], chosen, xs[:, None])
-        found[sl, :m] = hit
+        m = min(n_keep, n_near)
+        starts[sl, :m], nearest_dist, _ = keep_nearest(dist, points, np.zeros(dist.shape, np.int64), xs, m)
+        found[sl, :m] = np.isfinite(nearest_dist)
     return starts, found
 
 

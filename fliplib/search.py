@@ -15,8 +15,9 @@ classes, from many starts, for the whole batch at once:
   network assigns to class ``j``: inputs of the call, flip points found, and the caller's
   ``witnesses`` such as the training set (:func:`fliplib.rescue.witness_starts`);
 - **other targets**: where an input has several targets (``target="all"`` or an ``(n, r)``
-  array), the flip points already found for the same input towards its other targets (:func:`other_target_starts`); those of nearer classes lie inside the
-  ball, and F moves from them along the boundary of class ``i`` towards class ``j``;
+  array), the flip points already found for the same input towards its other targets
+  (:func:`other_target_starts`); those of nearer classes lie inside the ball, and F moves from
+  them along the boundary of class ``i`` towards class ``j``;
 - **samples**: random points of the ball that the network assigns to class ``j``, the nearest
   ones (forward passes only).  Unlike a ray, a sample finds a region of class ``j`` that lies
   behind a third class as seen from ``x``; F, started inside it, moves to its boundary with
@@ -63,17 +64,6 @@ def ball_radius(distance: np.ndarray, x0: np.ndarray, lo: np.ndarray, hi: np.nda
     return np.where(np.isfinite(distance), distance, box)
 
 
-def _keep_nearest(r, points, cls, x0, k: int):
-    """Per problem (row), the ``k`` candidates of smallest finite distance ``r``, nearest first:
-    their points, distances and classes; ``x``, ``inf`` and ``-1`` where fewer were found."""
-    order = np.argsort(r, axis=1)[:, :k]
-    dist = np.take_along_axis(r, order, axis=1)
-    hit = np.isfinite(dist)
-    label = np.where(hit, np.take_along_axis(cls, order, axis=1), -1)
-    starts = np.where(hit[:, :, None], np.take_along_axis(points, order[:, :, None], axis=1), x0[:, None])
-    return starts, dist, label
-
-
 def ray_starts(params, x0, lo, hi, w, src, tgt, radius, *, n_rays: int, n_keep: int, rng, n_samples: int = 32,
                chunk_floats: int = 2**24):
     """The ``n_keep`` nearest boundary points per problem on ``n_rays`` random rays from ``x``.
@@ -105,7 +95,7 @@ def ray_starts(params, x0, lo, hi, w, src, tgt, radius, *, n_rays: int, n_keep: 
         r = np.where(found, np.sqrt(np.sum(w[sl][rep] * (inner - x0[sl][rep]) ** 2, axis=1)), np.inf)
         r, inner, cls = r.reshape(m, n_rays), inner.reshape(m, n_rays, d), cls.reshape(m, n_rays)
         k = min(n_keep, n_rays)
-        starts[sl, :k], dist[sl, :k], entered[sl, :k] = _keep_nearest(r, inner, cls, x0[sl], k)
+        starts[sl, :k], dist[sl, :k], entered[sl, :k] = rescue.keep_nearest(r, inner, cls, x0[sl], k)
     return starts, dist, entered
 
 
@@ -150,16 +140,16 @@ def sample_starts(params, x0, lo, hi, w, src, tgt, radius, *, n_samples: int, n_
         wanted = np.where(tgt[sl, None] < 0, cls != src[sl, None], cls == tgt[sl, None])
         r = np.where(wanted, np.sqrt(np.sum(w[sl, None] * (points - x0[sl, None]) ** 2, axis=2)), np.inf)
         k = min(n_keep, n_samples)
-        starts[sl, :k], dist[sl, :k], label[sl, :k] = _keep_nearest(r, points, cls, x0[sl], k)
+        starts[sl, :k], dist[sl, :k], label[sl, :k] = rescue.keep_nearest(r, points, cls, x0[sl], k)
     return starts, dist, label
 
 
 def other_target_starts(inputs: np.ndarray, tgt: np.ndarray, x_found: np.ndarray, distance: np.ndarray,
                         sub: np.ndarray, k: int):
     """Per problem ``sub``, the ``k`` nearest flip points found for the same input towards its
-    other targets (``target="all"`` or an ``(n, r)`` array): they lie on the boundary of class ``i``, inside the ball when
-    their class is nearer than the problem's own, and F moves from there along the boundary
-    towards the problem's class.
+    other targets (``target="all"`` or an ``(n, r)`` array): they lie on the boundary of class
+    ``i``, inside the ball when their class is nearer than the problem's own, and F moves from
+    there along the boundary towards the problem's class.
 
     ``inputs``, ``tgt``, ``x_found`` and ``distance`` describe every problem of the call (the
     input, the target, the current flip point and its distance, ``inf`` where none is known).
