@@ -187,6 +187,11 @@ def measure(run, sizes, desc: str) -> list[float]:
         CPU seconds (user + system, all threads) per size.
     """
     run(sizes[0])
+    return time_each(run, sizes, desc)
+
+
+def time_each(run, sizes, desc: str) -> list[float]:
+    """CPU seconds of ``run(n)`` for each n in ``sizes``, under a progress bar labelled ``desc``."""
     times = []
     for n in tqdm(sizes, desc=desc, leave=False):
         with Clock() as clock:
@@ -217,12 +222,7 @@ def timed_training(train_epoch, n_train: int, desc: str) -> tuple[list[int], lis
     sizes = [int(round(share * n_train)) for share in TRAIN_SHARES]
     if QUICK_RUN:
         sizes = [max(1, n // 20) for n in sizes]
-    times = []
-    for n in tqdm(sizes, desc=desc, leave=False):
-        with Clock() as clock:
-            train_epoch(n)
-        times.append(clock.cpu)
-    return sizes, times
+    return sizes, time_each(train_epoch, sizes, desc)
 
 
 def chapter_3(sizes: dict, seed: int, check: bool) -> list[Stage]:
@@ -397,21 +397,8 @@ def chapter_5(sizes: dict, seed: int, check: bool) -> list[Stage]:
 def chapter_7(sizes: dict, seed: int, check: bool, extra_epochs: int) -> list[Stage]:
     """Geometry of decision boundaries: flip points, the box, line scans and the ships' lines.
 
-    Parameters
-    ----------
-    sizes : dict
-        Items per timed call of each stage kind (``SIZES`` or ``QUICK``).
-    seed : int
-        Seed of the network, the training and the samples.
-    check : bool
-        Also run one stage at the book's size (the check of the fitted line).
-    extra_epochs : int
-        Epochs of training after the three timed ones.
-
-    Returns
-    -------
-    list of Stage
-        The chapter's stages, measured, not yet fitted.
+    The arguments and the result are those of :func:`chapter_3`, and ``extra_epochs`` the epochs
+    of training after the three timed ones.
     """
     from fliplib import boundary
 
