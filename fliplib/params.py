@@ -30,6 +30,7 @@ __all__ = [
     "network_params",
     "forward",
     "Forward",
+    "logits",
     "NumpyNetwork",
     "numpy_network",
     "logit_margin",
@@ -219,14 +220,34 @@ class Forward:
     slopes: list
 
 
-def _activation(params: NetworkParams, a: tf.Tensor, scale: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _activation_value(params: NetworkParams, a: tf.Tensor, scale) -> tf.Tensor:
     if params.activation == "erf":
-        u = a / scale
         # erf is +-1 to float64 precision beyond |u| = 6; the clip keeps TensorFlow's float64 erf,
         # which returns NaN beyond |u| ~ 1e154 (u**2 overflows), at its limit.
-        return tf.math.erf(tf.clip_by_value(u, -30.0, 30.0)), (ERF_SLOPE / scale) * tf.exp(-tf.square(u))
+        return tf.math.erf(tf.clip_by_value(a / scale, -30.0, 30.0))
+    return tf.where(a >= 0, a, scale * a)
+
+
+def _activation(params: NetworkParams, a: tf.Tensor, scale: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The activation (eq. 8 or 17) and its slope."""
+    if params.activation == "erf":
+        return _activation_value(params, a, scale), (ERF_SLOPE / scale) * tf.exp(-tf.square(a / scale))
     positive = a >= 0
-    return tf.where(positive, a, scale * a), tf.where(positive, tf.ones_like(a), tf.broadcast_to(scale, tf.shape(a)))
+    return _activation_value(params, a, scale), tf.where(positive, tf.ones_like(a), tf.broadcast_to(scale, tf.shape(a)))
+
+
+def logits(params: NetworkParams, x, *, dtype=tf.float64) -> tf.Tensor:
+    """The logits ``y^{(m)}`` alone (eqs. 8-9, the network's own activation parameters).
+
+    ``dtype=tf.float32`` casts the weights and computes in float32: about four times faster on a
+    CPU, and the same predicted class except within float32 rounding (about ``1e-6`` relative)
+    of a tie, which is what the global search's scans need (:mod:`fliplib.search`).  Flip points
+    and their evidence are always computed in float64 (:func:`forward`).
+    """
+    y = tf.convert_to_tensor(x, dtype)
+    for w, b, s in zip(params.weights[:-1], params.biases[:-1], params.scales):
+        y = _activation_value(params, y @ tf.cast(w, dtype) + tf.cast(b, dtype), s)
+    return y @ tf.cast(params.weights[-1], dtype) + tf.cast(params.biases[-1], dtype)
 
 
 def forward(params: NetworkParams, x, *, scales=None, output_bias=None) -> Forward:

@@ -23,10 +23,10 @@ import numpy as np
 import tensorflow as tf
 
 from .jacobian import vjp
-from .params import forward
+from .params import forward, logits
 
-__all__ = ["alternative_paths", "bisect", "boundary_walk", "first_crossing", "keep_nearest", "restart_points",
-           "restore_feasibility", "restore_stuck", "violation", "witness_starts"]
+__all__ = ["alternative_paths", "bisect", "boundary_walk", "first_crossing", "keep_nearest", "nearest_crossings",
+           "restart_points", "restore_feasibility", "restore_stuck", "violation", "witness_starts"]
 
 
 def bisect(inside, start: np.ndarray, end: np.ndarray, n_halvings: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,16 +141,18 @@ def _bisect_gap(params, start, end, src, tgt, n_halvings: int) -> np.ndarray:
     return start + s_out[:, None] * (end - start)
 
 
-def predict(params, points: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """Logits of the original network at ``points`` (..., n_features), in chunks of rows."""
+def predict(params, points: np.ndarray, chunk: int = 8192, *, precision: str = "float64") -> np.ndarray:
+    """Logits of the original network at ``points`` (..., n_features), in chunks of rows;
+    ``precision="float32"`` for the scans of the global search (:func:`fliplib.params.logits`)."""
     flat = points.reshape(-1, points.shape[-1])
-    z = [forward(params, tf.constant(flat[k:k + chunk])).logits.numpy() for k in range(0, len(flat), chunk)]
+    dtype = {"float64": tf.float64, "float32": tf.float32}[precision]
+    z = [logits(params, flat[k:k + chunk], dtype=dtype).numpy().astype(np.float64) for k in range(0, len(flat), chunk)]
     return np.concatenate(z or [np.empty((0, params.n_classes))]).reshape(points.shape[:-1] + (params.n_classes,))
 
 
 
 def first_crossing(params, start, end, src, tgt, *, n_samples: int = 64, n_halvings: int = 60,
-                   return_class: bool = False):
+                   return_class: bool = False, precision: str = "float64"):
     """Where the segment ``start -> end`` first leaves the source class, if it enters the target.
 
     A target of ``-1`` accepts any other class (``return_class`` then says which was entered).
@@ -159,7 +161,10 @@ def first_crossing(params, start, end, src, tgt, *, n_samples: int = 64, n_halvi
     where that one is classified as ``tgt``, bisection on ``argmax z == src`` puts the point on
     the boundary between the two (``z_i = z_j``, every other class below): a feasible point of
     eqs. 2-4.  Where the path crossed a third class first (inside the last sampled interval) or
-    never left the source class, or ``start`` is not in it, nothing is found.
+    never left the source class, or ``start`` is not in it, nothing is found.  With
+    ``n_halvings=0`` the point returned is the last sample still in the source class, a step
+    ``(end - start) / n_samples`` before the first one out (:func:`nearest_crossings` refines
+    only the nearest of many).  ``precision`` is that of the forward passes (:func:`predict`).
 
     Returns
     -------
@@ -172,7 +177,8 @@ def first_crossing(params, start, end, src, tgt, *, n_samples: int = 64, n_halvi
     n = len(start)
     rows = np.arange(n)
     t_grid = np.linspace(0.0, 1.0, n_samples + 1)
-    label = np.argmax(predict(params, start[:, None] + t_grid[None, :, None] * (end - start)[:, None]), axis=2)
+    label = np.argmax(predict(params, start[:, None] + t_grid[None, :, None] * (end - start)[:, None],
+                              precision=precision), axis=2)
     first = np.argmax(label != src[:, None], axis=1)  # 0 where the path never leaves (or start is not in src)
     tgt = np.where(np.asarray(tgt) < 0, label[rows, first], tgt)
     found = (first > 0) & (label[rows, first] == tgt)
@@ -181,12 +187,12 @@ def first_crossing(params, start, end, src, tgt, *, n_samples: int = 64, n_halvi
     s_in, s_out = np.zeros(n), np.ones(n)
     idx = np.flatnonzero(found)
     if idx.size:
-        s_in[idx], s_out[idx] = bisect(lambda p: np.argmax(predict(params, p), axis=1) == src[idx],
+        s_in[idx], s_out[idx] = bisect(lambda p: np.argmax(predict(params, p, precision=precision), axis=1) == src[idx],
                                        a[idx], b[idx], n_halvings)
     inner = a + s_in[:, None] * (b - a)
     outer = a + s_out[:, None] * (b - a)
     # Within the last sampled interval the path may have crossed a third class first.
-    found[idx] &= np.argmax(predict(params, outer[idx]), axis=1) == tgt[idx]
+    found[idx] &= np.argmax(predict(params, outer[idx], precision=precision), axis=1) == tgt[idx]
     if return_class:
         return np.where(found[:, None], inner, start), found, np.where(found, tgt, -1)
     return np.where(found[:, None], inner, start), found
@@ -212,16 +218,71 @@ def keep_nearest(r, points, cls, x0, k: int):
     return starts, dist, label
 
 
+def nearest_crossings(params, x0, ends, src, tgt, w, k: int, *, valid=None, n_samples: int = 64,
+                      n_halvings: int = 60, precision: str = "float64"):
+    """Per problem, the ``k`` nearest boundary points of :func:`first_crossing` on the segments
+    ``x0 -> ends[:, s]``: every segment is scanned at ``n_samples`` points, and only the ``k``
+    whose last sample in the source class is nearest are refined, by ``n_halvings`` halvings.
+
+    Parameters
+    ----------
+    x0 : ndarray, shape (n, n_features)
+    ends : ndarray, shape (n, m, n_features)
+    src : ndarray of int, shape (n,)
+    tgt : ndarray of int, shape (n,) or (n, m)
+        The class a segment must enter (``-1``: any other class).
+    w : ndarray, shape (n, n_features)
+        The weights of the distance.
+    valid : ndarray of bool, shape (n, m), optional
+        The segments to scan (default all).
+
+    Returns
+    -------
+    starts : ndarray, shape (n, min(k, m), n_features)
+        Nearest first; ``x0`` where fewer were found.
+    distance : ndarray, shape (n, min(k, m))
+        ``inf`` there.
+    entered : ndarray of int, shape (n, min(k, m))
+        The class entered (``-1`` there).
+    """
+    n, m, d = ends.shape
+    k = min(k, m)
+    tgt = np.broadcast_to(np.asarray(tgt)[:, None] if np.ndim(tgt) == 1 else tgt, (n, m))
+    points, dist, label = np.repeat(x0[:, None], k, axis=1), np.full((n, k), np.inf), np.full((n, k), -1)
+    row, seg = np.nonzero(np.ones((n, m), bool) if valid is None else valid)
+    if row.size == 0:
+        return points, dist, label
+    inner, hit, cls = first_crossing(params, x0[row], ends[row, seg], src[row], tgt[row, seg], n_samples=n_samples,
+                                     n_halvings=0, return_class=True, precision=precision)
+    coarse = np.full((n, m), np.inf)
+    coarse[row, seg] = np.where(hit, np.sqrt(np.sum(w[row] * (inner - x0[row]) ** 2, axis=1)), np.inf)
+    where = np.full((n, m), -1)
+    where[row, seg] = np.arange(len(row))
+    order = np.argsort(coarse, axis=1, kind="stable")[:, :k]
+    pick = np.where(np.isfinite(np.take_along_axis(coarse, order, axis=1)), np.take_along_axis(where, order, axis=1), -1)
+    p_row, p_slot = np.nonzero(pick >= 0)
+    if p_row.size:
+        q = pick[p_row, p_slot]
+        a = inner[q]
+        b = a + (ends[row[q], seg[q]] - x0[p_row]) / n_samples  # the first sample out of the source class
+        fine, ok, entered = first_crossing(params, a, b, src[p_row], cls[q], n_samples=1, n_halvings=n_halvings,
+                                           return_class=True, precision=precision)
+        points[p_row, p_slot] = fine
+        dist[p_row, p_slot] = np.where(ok, np.sqrt(np.sum(w[p_row] * (fine - x0[p_row]) ** 2, axis=1)), np.inf)
+        label[p_row, p_slot] = entered
+    return keep_nearest(dist, points, label, x0, k)
+
+
 def witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: int = 5, n_keep: int = 1,
-                   chunk: int = 256):
+                   chunk: int = 256, n_samples: int = 64, n_halvings: int = 60, precision: str = "float64"):
     """Flip points on segments from ``x0`` towards points the network assigns to the target class.
 
     For each problem, the ``n_witnesses`` nearest ``witnesses`` classified as ``tgt`` (moved
-    into the problem's box, which also keeps its fixed features), and on each segment
-    ``x0 -> witness`` the boundary point of :func:`first_crossing`; the ``n_keep`` nearest to
-    ``x0`` are returned.  Each is a feasible point of eqs. 2-5, usually not the closest one.
-    Problems are taken ``chunk`` at a time (fewer when there are many witnesses), so memory
-    stays bounded.
+    into the problem's box, which also keeps its fixed features), and on the segments
+    ``x0 -> witness`` the ``n_keep`` boundary points nearest to ``x0``
+    (:func:`nearest_crossings`).  Each is a feasible point of eqs. 2-5, usually not the closest
+    one.  Problems are taken ``chunk`` at a time (fewer when there are many witnesses or
+    features), so memory stays bounded.
 
     Returns
     -------
@@ -233,27 +294,23 @@ def witness_starts(params, x0, lo, hi, w, src, tgt, witnesses, *, n_witnesses: i
     starts, found = np.repeat(x0[:, None], n_keep, axis=1), np.zeros((n, n_keep), dtype=bool)
     if len(witnesses) == 0 or n == 0:
         return starts, found
-    label_w = np.argmax(predict(params, witnesses), axis=1)
-    # At most about 2**24 squared distances at a time, however many witnesses there are.
-    chunk = max(1, min(chunk, 2**24 // len(witnesses)))
+    label_w = np.argmax(predict(params, witnesses, precision=precision), axis=1)
+    n_near = min(n_witnesses, len(witnesses))
+    # At most about 2**24 squared distances, and 2**24 scanned coordinates, at a time.
+    chunk = max(1, min(chunk, 2**24 // len(witnesses), 2**24 // (n_near * (n_samples + 1) * x0.shape[1])))
     for c0 in range(0, n, chunk):
         sl = slice(c0, c0 + chunk)
         xs, ws_ = x0[sl], w[sl]
         d2 = np.sum(ws_ * xs**2, axis=1)[:, None] - 2.0 * (ws_ * xs) @ witnesses.T + ws_ @ (witnesses**2).T
         d2 = np.where(label_w[None] == tgt[sl, None], d2, np.inf)
-        n_near = min(n_witnesses, d2.shape[1])
         nearest = np.argpartition(d2, n_near - 1, axis=1)[:, :n_near]  # the nearest, in linear time
-        points = np.repeat(xs[:, None], n_near, axis=1)
-        dist = np.full((len(xs), n_near), np.inf)
-        for k in range(n_near):
-            valid = np.isfinite(d2[np.arange(len(xs)), nearest[:, k]])
-            end = np.clip(witnesses[nearest[:, k]], lo[sl], hi[sl])
-            inner, hit = first_crossing(params, xs, end, src[sl], tgt[sl])
-            points[:, k] = np.clip(inner, lo[sl], hi[sl])
-            dist[:, k] = np.where(valid & hit, np.sqrt(np.sum(ws_ * (inner - xs) ** 2, axis=1)), np.inf)
-        m = min(n_keep, n_near)
-        starts[sl, :m], nearest_dist, _ = keep_nearest(dist, points, np.zeros(dist.shape, np.int64), xs, m)
-        found[sl, :m] = np.isfinite(nearest_dist)
+        valid = np.isfinite(np.take_along_axis(d2, nearest, axis=1))
+        ends = np.clip(witnesses[nearest], lo[sl, None], hi[sl, None])
+        points, dist, _ = nearest_crossings(params, xs, ends, src[sl], tgt[sl], ws_, n_keep, valid=valid,
+                                            n_samples=n_samples, n_halvings=n_halvings, precision=precision)
+        m = points.shape[1]
+        starts[sl, :m] = np.clip(points, lo[sl, None], hi[sl, None])
+        found[sl, :m] = np.isfinite(dist)
     return starts, found
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fliplib
-from fliplib.params import NetworkParams, bisect_boundary, forward, logit_margin, network_params, numpy_network
+from fliplib.params import NetworkParams, bisect_boundary, forward, logit_margin, logits, network_params, numpy_network
 
 
 @pytest.fixture(scope="module", params=["erf", "prelu"])
@@ -32,6 +32,21 @@ def test_numpy_forward_pass_matches_tensorflow(net, rng):
     np.testing.assert_allclose(numpy_net.logits(x, batch_size=3), logits, rtol=1e-14, atol=1e-14)
     assert numpy_network(numpy_net) is numpy_net
     assert numpy_net.logits(np.zeros((0, 5))).shape == (0, 4)
+
+
+def test_logits_alone_match_the_forward_pass_and_float32_keeps_the_class(net, rng):
+    params = network_params(net)
+    x = rng.normal(size=(400, 5)) * 3
+    exact = forward(params, x).logits.numpy()
+    np.testing.assert_array_equal(logits(params, x).numpy(), exact)
+    fast = logits(params, x, dtype=tf.float32)
+    assert fast.dtype == tf.float32
+    scale = np.maximum(1.0, np.abs(exact).max(axis=1, keepdims=True))
+    assert np.all(np.abs(fast.numpy() - exact) <= 1e-5 * scale)
+    top2 = np.sort(exact, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-4 * scale[:, 0]  # away from a tie, the same predicted class
+    assert clear.sum() > 300
+    np.testing.assert_array_equal(fast.numpy().argmax(axis=1)[clear], exact.argmax(axis=1)[clear])
 
 
 def _linear(w, b) -> NetworkParams:

@@ -124,7 +124,7 @@ def test_witness_starts_cross_towards_the_nearest_witnesses_of_the_target_class(
         np.testing.assert_array_equal(start, starts[0][0])
 
 
-def test_witness_starts_keep_the_nearest_crossings_towards_several_witnesses():
+def test_witness_starts_keep_the_nearest_crossings_towards_several_witnesses(monkeypatch):
     # Every segment to a witness of class 1 crosses the hyperplane z_0 = z_1 once: from the 6
     # nearest witnesses, the 4 crossings nearest to x0 are kept, nearest first.
     rng = np.random.default_rng(8)
@@ -149,6 +149,48 @@ def test_witness_starts_keep_the_nearest_crossings_towards_several_witnesses():
         expected = crossings[np.argsort(np.linalg.norm(crossings - x0[k], axis=1))[:4]]
         assert np.all(found[k])
         np.testing.assert_allclose(start[k], expected, rtol=0, atol=1e-9)
+    # the global search's scan: float32 forward passes, 24 halvings of the sampled interval
+    dtypes, real = set(), rescue.logits
+    monkeypatch.setattr(rescue, "logits", lambda *a, dtype: dtypes.add(dtype) or real(*a, dtype=dtype))
+    fast, found32 = rescue.witness_starts(params, x0, -box, box, w, src, tgt, witnesses, n_witnesses=6, n_keep=4,
+                                          **fliplib.search.SCAN)
+    assert np.all(found32) and dtypes == {tf.float32}
+    np.testing.assert_allclose(fast, start, rtol=0, atol=1e-5)
+
+
+def test_nearest_crossings_refine_only_the_nearest_and_skip_invalid_segments(monkeypatch):
+    # z_0 - z_1 = a.x + c: a segment from x0 at angle theta to -a crosses the hyperplane at
+    # distance h / cos(theta); the two nearest of the valid segments are kept, nearest first.
+    a, c = np.array([1.0, -2.0, 0.5]), -0.5
+    params = linear_network(a, c)
+    x0 = np.array([[1.0, 0.0, 0.0], [2.0, 0.0, 1.0]])
+    h = (x0 @ a + c) / np.linalg.norm(a)  # the distance to the hyperplane, along -a / |a|
+    rng = np.random.default_rng(3)
+    dirs = rng.normal(size=(2, 6, 3))
+    dirs[:, 0] = -a / np.linalg.norm(a)  # the nearest crossing of all
+    dirs /= np.linalg.norm(dirs, axis=2, keepdims=True)
+    ends = x0[:, None] + 20.0 * dirs
+    valid = np.ones((2, 6), bool)
+    valid[1, 0] = False  # problem 1 may not use its nearest segment
+    refined = []
+    real = rescue.first_crossing
+
+    def spy(*args, **kwargs):
+        if kwargs.get("n_halvings", 60) > 0:
+            refined.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rescue, "first_crossing", spy)
+    pts, dist, entered = rescue.nearest_crossings(params, x0, ends, np.zeros(2, int), np.ones(2, int),
+                                                  np.ones_like(x0), 2, valid=valid, n_samples=64)
+    assert refined == [int(np.isfinite(dist).sum())] and refined[0] <= 4  # only the kept ones are bisected
+    cos = np.einsum("nsd,d->ns", dirs, -a / np.linalg.norm(a))
+    t = np.where((cos > 0) & valid, h[:, None] / np.where(cos > 0, cos, 1.0), np.inf)  # exact crossings
+    t[t > 20.0] = np.inf
+    expected = np.sort(t, axis=1)[:, :2]
+    np.testing.assert_allclose(dist, expected, rtol=1e-9)
+    np.testing.assert_allclose(pts[0, 0], x0[0] - h[0] * a / np.linalg.norm(a), atol=1e-9)
+    assert np.all(entered[np.isfinite(dist)] == 1)
 
 
 def test_boundary_walk_reaches_the_closest_point_of_a_hyperplane():
