@@ -545,7 +545,8 @@ def closest_flip_points(model, x, target, *, source=None, lower=None, upper=None
     rng = np.random.default_rng(opts.seed)
     radius = np.zeros(len(inputs))
     if search == "global":
-        radius, n_starts = global_stage(batch, answers, everything, rng, any_class=any_class)
+        radius, n_starts = global_stage(batch, answers, everything, rng,
+                                        any_classes=screen.classes if any_class else None)
         answers.n_starts += n_starts
     for k in range(opts.restarts):  # restarts only ever replace an answer by a closer one
         starts = rescue.restart_points(batch.x[inputs], lo[inputs], hi[inputs], k, rng)
@@ -583,9 +584,9 @@ def _screen_classes(params, x, lo, hi, w, src, opts: FlipOptions) -> _Screen:
 
     F runs from ``x`` towards every other class for ``opts.any_screen_iter`` iterations (or until
     its step is below :data:`SCREEN_XTOL` of the distance) with the three most threatening rows
-    linearised; the classes are ordered by the distance of the flip
-    point found (those without one last, by the linearised distance of
-    :func:`fliplib.search.nearest_linearised_class`).  A linearisation at ``x`` alone ranks
+    linearised; the classes are ordered by the distance of the point found where it is a flip
+    point or nearly one (no feasibility restoration: a ranking needs none), those without one
+    last, by the linearised distance of :func:`fliplib.search.nearest_linearised_class`.  A linearisation at ``x`` alone ranks
     classes poorly on a trained network: on chapter 3's NET1 its first class was the closest
     one for about half of the inputs.
     """
@@ -596,10 +597,13 @@ def _screen_classes(params, x, lo, hi, w, src, opts: FlipOptions) -> _Screen:
     inputs = np.repeat(np.arange(n), n_other)
     batch = _Batch(params, x, lo, hi, w, src, inputs, linearised.ravel(), quick)
     every = np.arange(len(inputs))
-    x_hat, n_jac, _ = batch.solve(every, "direct")
+    x_hat, n_jac, _ = batch.solve(every, "direct", restore=False)
     ev = batch.judge(every, x_hat)
-    ok = status_from_evidence(ev, gap_tol=opts.gap_tol, opt_tol=np.inf) <= 1
-    distance = np.where(ok, ev["distance"], np.inf).reshape(n, n_other)
+    # A flip point, or nearly one where F stopped a little off the boundary (the logit gap within
+    # a tenth of max(1, |z_i|), every other class below): its distance ranks the class.
+    near = ev["finite"] & (ev["bound_violation"] <= 0) & (ev["min_margin"] > 0)
+    near &= ev["logit_gap"] <= 0.1 * np.maximum(1.0, ev["z_source"])
+    distance = np.where(near, ev["distance"], np.inf).reshape(n, n_other)
     order = np.argsort(distance, axis=1, kind="stable")  # ties (no flip point) keep the linearised order
     classes = np.take_along_axis(linearised, order, axis=1)
     first = np.arange(n) * n_other + order[:, 0]
@@ -634,8 +638,9 @@ class _Batch:
         found, pushed across."""
         return np.concatenate([self.x, self.extra] + self.found)
 
-    def solve(self, idx, how: str, starts=None, tgt=None):
-        """Flip points of problems ``idx``: the path (``"homotopy"``) or F from ``starts`` (``"direct"``)."""
+    def solve(self, idx, how: str, starts=None, tgt=None, restore: bool = True):
+        """Flip points of problems ``idx``: the path (``"homotopy"``) or F from ``starts`` (``"direct"``);
+        ``restore=False`` skips the feasibility restoration where F stalls off the boundary."""
         o, params = self.opts, self.params
         x_out = np.empty((len(idx), params.n_features))
         jac_out, steps_out = np.zeros(len(idx), np.int64), np.zeros(len(idx), np.int64)
@@ -654,8 +659,10 @@ class _Batch:
                 state = sqp.initial_state(problems, params.n_classes, None if starts is None else starts[sl])
                 final = sqp.solve_final(params, self.step_fn, problems, state, margin=o.margin, gap_tol=o.gap_tol,
                                         xtol=o.xtol, max_iter=o.max_iter, watchdog=params.activation == "prelu")
-            x_out[sl], extra = rescue.restore_stuck(params, problems, final, margin=o.margin, gap_tol=o.gap_tol,
-                                                    watchdog=params.activation == "prelu")
+            x_out[sl], extra = final.x, 0
+            if restore:
+                x_out[sl], extra = rescue.restore_stuck(params, problems, final, margin=o.margin, gap_tol=o.gap_tol,
+                                                        watchdog=params.activation == "prelu")
             jac_out[sl] = final.n_jac + extra
         return x_out, jac_out, steps_out
 

@@ -75,7 +75,9 @@ class FlipOptions:
     search_keep : int
         The nearest crossings, the nearest witness crossings (of the ``2 * search_keep`` nearest
         witnesses) and, where an input has several targets (``"all"`` or an ``(n, r)`` array),
-        the nearest flip points of the same input towards its other targets that become starts of F.
+        the nearest flip points of the same input towards its other targets that become starts of F;
+        with ``target="any"``, F also runs from the current flip point towards the
+        ``search_keep // 2`` nearest classes of the screen.
     search_perturbations : tuple of float
         Starts ``x + rho r u`` inside the ball of radius ``r``, one per ``rho``.
     search_samples : int

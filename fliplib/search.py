@@ -17,7 +17,8 @@ classes, from many starts, for the whole batch at once:
 - **other targets**: where an input has several targets (``target="all"`` or an ``(n, r)``
   array), the flip points already found for the same input towards its other targets
   (:func:`other_target_starts`); those of nearer classes lie inside the ball, and F moves from
-  them along the boundary of class ``i`` towards class ``j``;
+  them along the boundary of class ``i`` towards class ``j``.  With ``target="any"``, F likewise
+  runs from the current flip point towards the next nearest classes;
 - **samples**: random points of the ball that the network assigns to class ``j``, the nearest
   ones (forward passes only).  Unlike a ray, a sample finds a region of class ``j`` that lies
   behind a third class as seen from ``x``; F, started inside it, moves to its boundary with
@@ -172,14 +173,18 @@ def other_target_starts(inputs: np.ndarray, tgt: np.ndarray, x_found: np.ndarray
     return starts, found
 
 
-def global_stage(batch, answers, idx: np.ndarray, rng: np.random.Generator, *, any_class: bool = False):
+def global_stage(batch, answers, idx: np.ndarray, rng: np.random.Generator, *, any_classes=None):
     """Search the ball of every problem ``idx`` for closer flip points (the module docstring).
 
     ``batch`` solves and judges problems (``fliplib.flip._Batch``), ``answers`` holds the
-    current answer of each and adopts closer flip points (``fliplib.flip._Answers``).  With
-    ``any_class``, rays accept any class other than ``i`` and a start's target is the class its
-    ray entered (``target="any"``).  Returns the radius searched and the starts per problem.
+    current answer of each and adopts closer flip points (``fliplib.flip._Answers``).
+    ``any_classes`` (``target="any"``), shape ``(len(idx), k)``: the other classes of each
+    problem's input, nearest first.  Rays and samples then accept any class other than ``i``
+    (a start's target is the class entered), and F also runs from the current answer towards
+    each of the ``search_keep`` nearest of these classes (what :func:`other_target_starts` does
+    for several targets).  Returns the radius searched and the starts per problem.
     """
+    any_class = any_classes is not None
     o = batch.opts
     radius_searched, n_starts = np.zeros(len(idx)), np.zeros(len(idx), np.int64)
     todo = np.arange(len(idx))
@@ -212,6 +217,10 @@ def global_stage(batch, answers, idx: np.ndarray, rng: np.random.Generator, *, a
                 known = np.where(answers.ok(), answers.ev["distance"], np.inf)
                 oth, found = other_target_starts(batch.inputs, batch.tgt, answers.x, known, sub, o.search_keep)
                 starts.append(oth), targets.append(np.repeat(p.tgt[:, None], oth.shape[1], axis=1)), valid.append(found)
+            else:  # from the current flip point along the boundary of class i towards the next classes
+                near = any_classes[todo, : max(1, o.search_keep // 2)]
+                starts.append(np.repeat(answers.x[sub][:, None], near.shape[1], axis=1)), targets.append(near)
+                valid.append((near != batch.tgt[sub][:, None]) & answers.ok()[sub][:, None])
         starts, targets, valid = (np.concatenate(a, axis=1) for a in (starts, targets, valid))
         which, slot = np.nonzero(valid)
         x_s, jac_s, _ = batch.solve(sub[which], "direct", starts[which, slot], tgt=targets[which, slot])

@@ -162,3 +162,27 @@ def test_the_global_stage_starts_from_other_targets_where_inputs_have_several(mo
     offered.clear()
     fliplib.closest_flip_points(params, x, "any", **kw)
     assert offered == []
+
+
+def test_with_any_the_global_stage_starts_from_the_current_flip_point_towards_other_classes(monkeypatch):
+    # target="any": F also starts from the current answer (where class i ties with one class)
+    # towards another of the nearest classes.  Of all other starts, a boundary point (a ray's or
+    # a witness's crossing) is only ever offered towards the class it ties with.
+    calls, real = [], fliplib.flip._Batch.solve
+
+    def spy(self, idx, how, starts=None, tgt=None, restore=True):
+        if starts is not None and tgt is not None:
+            calls.append((self.src[self.inputs[idx]], starts.copy(), np.array(tgt)))
+        return real(self, idx, how, starts, tgt, restore)
+
+    monkeypatch.setattr(fliplib.flip._Batch, "solve", spy)
+    params, x, src = _net_and_points(n=4)
+    fliplib.closest_flip_points(params, x, "any", options=dict(search_rays=4, search_samples=8, search_rounds=1))
+    towards_another = 0
+    for source, starts, tgt in calls:
+        z = numpy_logits(params, starts)
+        own = z[np.arange(len(z)), source]
+        others = np.where(np.arange(4)[None] == source[:, None], -np.inf, z)
+        tie = np.abs(others.max(axis=1) - own) <= 1e-5 * np.maximum(1.0, np.abs(own))
+        towards_another += np.sum(tie & (others.argmax(axis=1) != tgt))
+    assert calls and towards_another >= 2
