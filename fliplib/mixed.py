@@ -318,6 +318,7 @@ def mixed_flip_points(
     method: str = "homotopy",
     search: str = "global",
     options: FlipOptions | dict | None = None,
+    witnesses=None,
 ) -> MixedFlipResult:
     """Closest flip points whose one-hot groups stay exactly one-hot (sec. 5.2 of the 2019 paper).
 
@@ -362,9 +363,10 @@ def mixed_flip_points(
         category (unless it must change); None tries the beam in every group.
     progress : bool
         Show a progress bar over rounds.
-    method, search, options
+    method, search, options, witnesses
         Passed to :func:`fliplib.closest_flip_points` for every continuous solve (the
-        tunables are :class:`fliplib.FlipOptions`).
+        tunables are :class:`fliplib.FlipOptions`; ``witnesses``, points such as the training
+        set, whose predicted class makes them starts of the global search).
 
     Returns
     -------
@@ -404,7 +406,7 @@ def mixed_flip_points(
     """
     params = network_params(model)
     opts = FlipOptions.from_any(options)
-    solver = dict(method=method, search=search, options=opts)
+    solver = dict(method=method, search=search, options=opts, witnesses=witnesses)
     names, indices = _check_groups(groups, params.n_features)
     fixed_groups = _check_group_names("fixed_groups", fixed_groups, names)
     change_groups = _check_group_names("change_groups", change_groups, names)

@@ -224,3 +224,19 @@ def test_bad_input_is_refused_up_front_naming_the_argument(net, inputs, change, 
     options = dict(lower=LOWER, upper=UPPER) | change
     with pytest.raises(error, match=match):
         mixed_flip_points(net, x, target, groups=GROUPS, **options)
+
+
+def test_the_callers_witnesses_reach_every_continuous_solve(net, inputs, monkeypatch):
+    x, target = inputs
+    seen, real = [], fliplib.mixed.closest_flip_points
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("witnesses"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fliplib.mixed, "closest_flip_points", spy)
+    extra = random_inputs(np.random.default_rng(5), 30)
+    res = mixed_flip_points(net, x, target, groups=GROUPS, lower=LOWER, upper=UPPER, witnesses=extra,
+                            options=dict(search_rays=4, search_samples=8, search_rounds=1))
+    assert res.success.any() and len(seen) >= 2
+    assert all(w is extra for w in seen)
