@@ -586,9 +586,9 @@ def _screen_classes(params, x, lo, hi, w, src, opts: FlipOptions) -> _Screen:
     its step is below :data:`SCREEN_XTOL` of the distance) with the three most threatening rows
     linearised; the classes are ordered by the distance of the point found where it is a flip
     point or nearly one (no feasibility restoration: a ranking needs none), those without one
-    last, by the linearised distance of :func:`fliplib.search.nearest_linearised_class`.  A linearisation at ``x`` alone ranks
-    classes poorly on a trained network: on chapter 3's NET1 its first class was the closest
-    one for about half of the inputs.
+    last, by the linearised distance of :func:`fliplib.search.nearest_linearised_class`.  A
+    linearisation at ``x`` alone ranks classes poorly on a trained network: on chapter 3's NET1
+    its first class was the closest one for about half of the inputs.
     """
     n, n_other = len(x), params.n_classes - 1
     linearised = nearest_linearised_class(params, x, src, w, k=n_other)  # (n, n_other), a fallback order

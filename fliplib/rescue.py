@@ -259,7 +259,8 @@ def nearest_crossings(params, x0, ends, src, tgt, w, k: int, *, valid=None, n_sa
     where = np.full((n, m), -1)
     where[row, seg] = np.arange(len(row))
     order = np.argsort(coarse, axis=1, kind="stable")[:, :k]
-    pick = np.where(np.isfinite(np.take_along_axis(coarse, order, axis=1)), np.take_along_axis(where, order, axis=1), -1)
+    found = np.isfinite(np.take_along_axis(coarse, order, axis=1))
+    pick = np.where(found, np.take_along_axis(where, order, axis=1), -1)  # the kept segments' rows
     p_row, p_slot = np.nonzero(pick >= 0)
     if p_row.size:
         q = pick[p_row, p_slot]
