@@ -146,7 +146,7 @@ def predict(params, points: np.ndarray, chunk: int = 8192, *, precision: str = "
     ``precision="float32"`` for the scans of the global search (:func:`fliplib.params.logits`)."""
     flat = points.reshape(-1, points.shape[-1])
     dtype = {"float64": tf.float64, "float32": tf.float32}[precision]
-    z = [logits(params, flat[k:k + chunk], dtype=dtype).numpy().astype(np.float64) for k in range(0, len(flat), chunk)]
+    z = [np.asarray(logits(params, flat[k:k + chunk], dtype=dtype), np.float64) for k in range(0, len(flat), chunk)]
     return np.concatenate(z or [np.empty((0, params.n_classes))]).reshape(points.shape[:-1] + (params.n_classes,))
 
 
@@ -191,8 +191,10 @@ def first_crossing(params, start, end, src, tgt, *, n_samples: int = 64, n_halvi
                                        a[idx], b[idx], n_halvings)
     inner = a + s_in[:, None] * (b - a)
     outer = a + s_out[:, None] * (b - a)
-    # Within the last sampled interval the path may have crossed a third class first.
-    found[idx] &= np.argmax(predict(params, outer[idx], precision=precision), axis=1) == tgt[idx]
+    # Within the last sampled interval the path may have crossed a third class first (without
+    # halvings, outer is the sample already known to be in the target class).
+    if n_halvings:
+        found[idx] &= np.argmax(predict(params, outer[idx], precision=precision), axis=1) == tgt[idx]
     if return_class:
         return np.where(found[:, None], inner, start), found, np.where(found, tgt, -1)
     return np.where(found[:, None], inner, start), found

@@ -181,8 +181,8 @@ def global_stage(batch, answers, idx: np.ndarray, rng: np.random.Generator, *, a
     ``any_classes`` (``target="any"``), shape ``(len(idx), k)``: the other classes of each
     problem's input, nearest first.  Rays and samples then accept any class other than ``i``
     (a start's target is the class entered), and F also runs from the current answer towards
-    each of the ``search_keep`` nearest of these classes (what :func:`other_target_starts` does
-    for several targets).  Returns the radius searched and the starts per problem.
+    each of the ``search_keep // 2`` nearest of these classes (what :func:`other_target_starts`
+    does for several targets).  Returns the radius searched and the starts per problem.
     """
     any_class = any_classes is not None
     o = batch.opts

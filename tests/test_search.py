@@ -137,6 +137,13 @@ def test_witnesses_of_the_wrong_shape_or_not_finite_are_refused(bad, message):
         fliplib.closest_flip_points(params, x, (src + 1) % 4, witnesses=bad)
 
 
+def _own_and_best_other(params, points, source):
+    """At each point: the logit of its source class, the largest other logit and that class."""
+    z = numpy_logits(params, points)
+    others = np.where(np.arange(z.shape[1])[None] == source[:, None], -np.inf, z)
+    return z[np.arange(len(z)), source], others.max(axis=1), others.argmax(axis=1)
+
+
 def test_the_global_stage_starts_from_other_targets_where_inputs_have_several(monkeypatch):
     # The wiring of other_target_starts: called with "all", on the current flip points (each a
     # point where the input's class ties with another and leads), and not with "any".
@@ -154,11 +161,9 @@ def test_the_global_stage_starts_from_other_targets_where_inputs_have_several(mo
     assert len(offered) == 1
     rows, starts, found = offered[0]
     assert found.sum() >= len(rows)  # most problems have other targets' flip points to start from
-    z = numpy_logits(params, starts[found])
     source = np.repeat(src[rows][:, None], found.shape[1], axis=1)[found]
-    own = z[np.arange(len(z)), source]
-    others = np.where(np.arange(4)[None] == source[:, None], -np.inf, z)
-    np.testing.assert_allclose(others.max(axis=1), own, atol=1e-5 * max(1.0, np.abs(own).max()))
+    own, best, _ = _own_and_best_other(params, starts[found], source)
+    np.testing.assert_allclose(best, own, atol=1e-5 * max(1.0, np.abs(own).max()))
     offered.clear()
     fliplib.closest_flip_points(params, x, "any", **kw)
     assert offered == []
@@ -180,9 +185,7 @@ def test_with_any_the_global_stage_starts_from_the_current_flip_point_towards_ot
     fliplib.closest_flip_points(params, x, "any", options=dict(search_rays=4, search_samples=8, search_rounds=1))
     towards_another = 0
     for source, starts, tgt in calls:
-        z = numpy_logits(params, starts)
-        own = z[np.arange(len(z)), source]
-        others = np.where(np.arange(4)[None] == source[:, None], -np.inf, z)
-        tie = np.abs(others.max(axis=1) - own) <= 1e-5 * np.maximum(1.0, np.abs(own))
-        towards_another += np.sum(tie & (others.argmax(axis=1) != tgt))
+        own, best, best_class = _own_and_best_other(params, starts, source)
+        tie = np.abs(best - own) <= 1e-5 * np.maximum(1.0, np.abs(own))
+        towards_another += np.sum(tie & (best_class != tgt))
     assert calls and towards_another >= 2
