@@ -228,15 +228,19 @@ def as_mask(name: str, value, n: int, d: int) -> np.ndarray:
 
 
 def check_feature_weights(value, d: int) -> np.ndarray:
-    """The weights ``w`` of the distance ``sqrt(sum w (x_hat - x)^2)``: ``d`` positive finite numbers (ones if None)."""
+    """The weights ``w`` of the distance ``sqrt(sum w (x_hat - x)^2)``: ``d`` positive finite numbers.
+
+    ``None`` gives ones, and one number is repeated (:func:`per_feature`).
+    """
     if value is None:
         return np.ones(d)
+    message = f"feature_weights must be {d} positive finite numbers"
     try:
-        w = numbers("feature_weights", value)
-    except TypeError:
-        w = None
-    if w is None or w.shape != (d,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
-        raise ValueError(f"feature_weights must be {d} positive finite numbers")
+        w = per_feature("feature_weights", value, d)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if np.any(w <= 0):
+        raise ValueError(message)
     return w
 
 

@@ -427,7 +427,7 @@ def taylor_distance(model, x, *, source=None, target=None, fixed=None, feature_w
         the source class).
     fixed : bool array of shape (n_features,) or (n, n_features), optional
         Features that may not move (their gradient entries are dropped).
-    feature_weights : array of shape (n_features,), optional
+    feature_weights : float or array of shape (n_features,), optional
         Positive weights ``w`` of the distance; default ones (the Euclidean distance).
     output : {"logits", "softmax"}
 

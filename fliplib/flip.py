@@ -479,7 +479,7 @@ def closest_flip_points(model, x, target, *, source=None, lower=None, upper=None
         Box bounds (eq. 5).  Every input must lie within them.
     fixed : bool array of shape (n_features,) or (n, n_features), optional
         Features that may not move.
-    feature_weights : array of shape (n_features,), optional
+    feature_weights : float or array of shape (n_features,), optional
         Positive weights ``w`` of the distance ``sqrt(sum w (x_hat - x)^2)``.
     method : {"homotopy", "direct"}
         ``"homotopy"``: Algorithm 1 transforms the network per input, Algorithm 2 walks it back

@@ -343,7 +343,7 @@ def mixed_flip_points(
         Groups that keep their category ("same sex").
     change_groups : sequence of str
         Groups whose category must change ("different race").
-    feature_weights : array of shape (n_features,), optional
+    feature_weights : float or array of shape (n_features,), optional
         Positive weights of the distance; changing a group from category ``a`` to ``b`` costs
         ``w_a + w_b`` in squared distance.
     beam_width : int

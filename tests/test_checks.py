@@ -121,6 +121,8 @@ def test_masks_and_weights_are_checked():
     for bad in ([1.0, 0.0], [1.0, np.inf], [1.0, -2.0], [1.0], "ab", [1.0, "a"]):
         with pytest.raises(ValueError, match="^feature_weights must be 2 positive finite numbers"):
             check_feature_weights(bad, 2)
+    np.testing.assert_array_equal(check_feature_weights(2.0, 3), [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(check_feature_weights(None, 2), [1.0, 1.0])
 
 
 def test_class_indices_are_whole_numbers_in_range():
