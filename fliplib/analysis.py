@@ -458,7 +458,7 @@ def share_interval(successes, n, *, level: float = 0.95) -> tuple[float, float]:
 
 
 def bootstrap_interval(values, statistic=np.mean, *, n_boot: int = 2000, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float]:
+                       seed: int = 0, strata=None) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic(values)``, resampling the values.
 
     Parameters
@@ -473,6 +473,11 @@ def bootstrap_interval(values, statistic=np.mean, *, n_boot: int = 2000, level: 
         Coverage of the interval.
     seed : int
         Seed of the resampling.
+    strata : array_like, shape (n,), optional
+        A group label per row: each resample draws every group's rows from that group alone, so
+        the groups keep their sizes (a stratified bootstrap).  For a statistic that compares
+        groups, such as an AUROC of mistakes against correct answers, whose groups were not
+        drawn at random proportions.  Groups are drawn in the order of ``np.unique(strata)``.
 
     Returns
     -------
@@ -483,8 +488,18 @@ def bootstrap_interval(values, statistic=np.mean, *, n_boot: int = 2000, level: 
         raise ValueError(f"values must hold at least two rows (1-D or 2-D); got shape {v.shape}")
     if not np.all(np.isfinite(v)):
         raise ValueError("values must be finite")
+    groups = [np.arange(len(v))]
+    if strata is not None:
+        labels = np.asarray(strata)
+        if labels.shape != (len(v),):
+            raise ValueError(f"strata must hold one label per row of values ({len(v)}), got shape {labels.shape}")
+        groups = [np.flatnonzero(labels == label) for label in np.unique(labels)]
     rng = np.random.default_rng(seed)
-    stats = [statistic(v[rng.integers(0, len(v), len(v))]) for _ in range(n_boot)]
+
+    def resample():
+        return np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
+
+    stats = [statistic(v[resample()]) for _ in range(n_boot)]
     low, high = np.percentile(stats, [50 * (1 - level), 50 * (1 + level)])
     return float(low), float(high)
 

@@ -335,6 +335,26 @@ def test_bootstrap_interval_of_a_mean_matches_the_normal_interval():
         bootstrap_interval([1.0, np.nan, 2.0])
 
 
+def test_a_stratified_bootstrap_keeps_each_group_at_its_size():
+    # 30 ones and 70 zeros: resampled within the groups, the mean is always 0.3; resampled
+    # as one sample, it varies
+    values = np.r_[np.ones(30), np.zeros(70)]
+    assert bootstrap_interval(values, strata=values, n_boot=200) == pytest.approx((0.3, 0.3))
+    low, high = bootstrap_interval(values, n_boot=200)
+    assert low < 0.29 and high > 0.31
+    # a difference between two groups: the stratified interval matches the normal one
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(1.0, 1.0, 300), rng.normal(0.0, 2.0, 600)
+    both, group = np.r_[a, b], np.r_[np.zeros(300), np.ones(600)]
+    diff = lambda v: v[:300].mean() - v[300:].mean()  # noqa: E731 (rows of group 0 come first)
+    low, high = bootstrap_interval(both, diff, strata=group, seed=1)
+    half = 1.96 * np.sqrt(a.var(ddof=1) / 300 + b.var(ddof=1) / 600)
+    assert low == pytest.approx(diff(both) - half, abs=0.2 * half)
+    assert high == pytest.approx(diff(both) + half, abs=0.2 * half)
+    with pytest.raises(ValueError, match="one label per row"):
+        bootstrap_interval(values, strata=values[:-1])
+
+
 @pytest.mark.parametrize(
     "interval, claim, tolerance, expected",
     [
