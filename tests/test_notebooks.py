@@ -537,23 +537,25 @@ def test_every_citation_is_in_the_bibliography() -> None:
     assert not unknown, f"citation keys missing from references.bib: {unknown}"
 
 
-def test_the_parallel_executor_runs_every_notebook_of_the_toc_in_order() -> None:
+def _execute_chapters():
+    """The book's parallel executor, ``book/_ext/execute_chapters.py``, as a module."""
     sys.path.insert(0, str(ROOT / "book" / "_ext"))
     try:
         import execute_chapters
     finally:
         sys.path.pop(0)
+    return execute_chapters
+
+
+def test_the_parallel_executor_runs_every_notebook_of_the_toc_in_order() -> None:
+    execute_chapters = _execute_chapters()
     found = execute_chapters.toc_notebooks(_load_yaml(TOC))
     listed = [path for entry in toc_files(_load_yaml(TOC)) for path in toc_sources(entry) if path.suffix == ".ipynb"]
     assert found == listed and len(found) >= 8
 
 
 def test_kernels_running_side_by_side_share_the_cores_as_threads() -> None:
-    sys.path.insert(0, str(ROOT / "book" / "_ext"))
-    try:
-        import execute_chapters
-    finally:
-        sys.path.pop(0)
+    execute_chapters = _execute_chapters()
     assert execute_chapters.kernel_threads(1, 2) == {}  # one kernel alone: TensorFlow's defaults
     two = execute_chapters.kernel_threads(2, 2)
     assert two == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
