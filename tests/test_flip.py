@@ -651,6 +651,24 @@ def test_target_any_is_as_close_as_all_for_fewer_jacobian_evaluations():
     assert np.all(screened.success & (screened.distance <= nearest.distance * (1 + 1e-5)))
 
 
+def test_polishing_ends_feasible_answers_at_status_0():
+    # With the paper's gap tolerance, F can stop a hair inside the boundary at a point that is
+    # feasible but not first-order optimal (status 1); F from it reaches the optimal point next
+    # to it, a few parts per million farther.  That point must replace the answer: before it
+    # did, 5 of these 40 answers ended at status 1.
+    net = fliplib.erf_network([20, 60, 60, 60, 10], sigma=0.5, seed=3)
+    x = np.random.default_rng(3).normal(size=(40, 20))
+    res = fliplib.closest_flip_points(net, x, "any", options=dict(gap_tol=1e-4))
+    check_evidence(res, net, gap_tol=1e-4)
+    assert np.all(res.status == 0)
+    # With opt_tol = inf every flip point counts as optimal, so nothing is polished: the answers
+    # are the closest points found, and the polished ones are at most KEEP_LAST farther.
+    unpolished = fliplib.closest_flip_points(net, x, "any", options=dict(gap_tol=1e-4, opt_tol=np.inf))
+    assert np.all(unpolished.success)
+    assert np.all(res.distance <= unpolished.distance * (1 + flip.sqp.KEEP_LAST))
+    assert np.any(res.distance > unpolished.distance * (1 + 1e-7))  # some were replaced
+
+
 def test_a_failed_problem_has_an_infinite_distance():
     # A pinned input cannot move: no flip point, and its distance must not read as 0.
     net = fliplib.erf_network([3, 8, 3], seed=0)
