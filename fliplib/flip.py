@@ -551,7 +551,7 @@ def closest_flip_points(model, x, target, *, source=None, lower=None, upper=None
     for k in range(opts.restarts):  # restarts only ever replace an answer by a closer one
         starts = rescue.restart_points(batch.x[inputs], lo[inputs], hi[inputs], k, rng)
         answers.try_starts(everything, starts)
-    _polish(batch, answers, everything)
+    _polish(answers, everything)
     flat = FlipResult.from_evidence(answers.x, answers.ev, source=src[inputs], target=batch.tgt,
                                     n_jacobian_evals=answers.n_jac, n_homotopy_steps=steps, method=method,
                                     gap_tol=opts.gap_tol, opt_tol=opts.opt_tol, search_radius=radius,
@@ -679,16 +679,24 @@ class _Answers:
     def __init__(self, x, ev, n_jac, n_starts, batch: _Batch):
         self.x, self.ev, self.n_jac, self.n_starts, self.batch = x, ev, n_jac, n_starts, batch
 
-    def ok(self, ev=None) -> np.ndarray:
+    def status(self, ev=None) -> np.ndarray:
         ev = self.ev if ev is None else ev
-        return status_from_evidence(ev, gap_tol=self.batch.opts.gap_tol, opt_tol=self.batch.opts.opt_tol) <= 1
+        return status_from_evidence(ev, gap_tol=self.batch.opts.gap_tol, opt_tol=self.batch.opts.opt_tol)
 
-    def adopt(self, idx, x_new, ev_new, *, tgt=None, closer_only: bool = True):
+    def ok(self, ev=None) -> np.ndarray:
+        return self.status(ev) <= 1
+
+    def adopt(self, idx, x_new, ev_new, *, tgt=None, closer_only: bool = True, slack: float = 0.0):
         """Keep the new answers of ``idx`` (for targets ``tgt``) that are flip points where the
         current ones are not, or closer ones; returns which current and new ones are flip points
-        and which were kept.  Every new flip point becomes a witness of its target class."""
-        ok_now, ok_new = self.ok()[idx], self.ok(ev_new)
-        better = ok_new & (~ok_now | (ev_new["distance"] < self.ev["distance"][idx]))
+        and which were kept.  With ``slack``, a first-order optimal new point (status 0) also
+        replaces a status-1 answer that is closer by at most ``slack`` of its distance.  Every new
+        flip point becomes a witness of its target class."""
+        now, new = self.status()[idx], self.status(ev_new)
+        ok_now, ok_new = now <= 1, new <= 1
+        d_now, d_new = self.ev["distance"][idx], ev_new["distance"]
+        better = ok_new & (~ok_now | (d_new < d_now))
+        better |= (slack > 0) & (new == 0) & (now == 1) & (d_new <= d_now * (1.0 + slack))
         if not closer_only:  # every current answer of idx failed: take the new ones as they are
             better = np.ones_like(ok_new)
         self.x[idx[better]] = x_new[better]
@@ -699,15 +707,16 @@ class _Answers:
         self.batch.found.append(rescue.across(x_new[ok_new], self.batch.x[self.batch.inputs[idx[ok_new]]]))
         return ok_now, ok_new, better
 
-    def try_starts(self, idx, starts):
-        """F from ``starts`` for problems ``idx``; closer flip points replace the answers."""
+    def try_starts(self, idx, starts, *, slack: float = 0.0):
+        """F from ``starts`` for problems ``idx``; closer flip points replace the answers (and,
+        with ``slack``, optimal ones a little farther: :meth:`adopt`)."""
         x_s, jac_s, _ = self.batch.solve(idx, "direct", starts)
         np.add.at(self.n_jac, idx, jac_s)
         np.add.at(self.n_starts, idx, 1)
-        return self.adopt(idx, x_s, self.batch.judge(idx, x_s))
+        return self.adopt(idx, x_s, self.batch.judge(idx, x_s), slack=slack)
 
 
-def _polish(batch: _Batch, answers: _Answers, everything: np.ndarray) -> None:
+def _polish(answers: _Answers, everything: np.ndarray) -> None:
     """F again from each answer that is feasible but not first-order optimal (status 1), with a
     fresh penalty, curvature and trust radius: a stalled penalty no longer holds it back.
 
@@ -717,15 +726,6 @@ def _polish(batch: _Batch, answers: _Answers, everything: np.ndarray) -> None:
     (on chapter 3's network, a few parts per million) than the optimal point next to it.  Any
     closer flip point replaces the answer, as everywhere else.
     """
-    o = batch.opts
-    again = everything[status_from_evidence(answers.ev, gap_tol=o.gap_tol, opt_tol=o.opt_tol) == 1]
-    if again.size == 0:
-        return
-    x_s, jac_s, _ = batch.solve(again, "direct", answers.x[again].copy())
-    np.add.at(answers.n_jac, again, jac_s)
-    np.add.at(answers.n_starts, again, 1)
-    ev = batch.judge(again, x_s)
-    optimal = status_from_evidence(ev, gap_tol=o.gap_tol, opt_tol=o.opt_tol) == 0
-    take = optimal & (ev["distance"] <= answers.ev["distance"][again] * (1.0 + sqp.KEEP_LAST))
-    answers.adopt(again[take], x_s[take], {key: value[take] for key, value in ev.items()}, closer_only=False)
-    answers.adopt(again[~take], x_s[~take], {key: value[~take] for key, value in ev.items()})
+    again = everything[answers.status() == 1]
+    if again.size:
+        answers.try_starts(again, answers.x[again].copy(), slack=sqp.KEEP_LAST)
