@@ -229,9 +229,13 @@ def test_agrees_with_slsqp_on_at_least_200_problems():
 
 def test_restarts_never_lose_a_flip_point_and_are_reproducible():
     model, x = random_problems([6, 16, 16, 16, 16, 4], 0.15, 6, 5)
-    plain = fliplib.closest_flip_points(model, x, "all", search="local")
-    more = fliplib.closest_flip_points(model, x, "all", search="local", options=dict(restarts=2, seed=1))
-    again = fliplib.closest_flip_points(model, x, "all", search="local", options=dict(restarts=2, seed=1))
+    # opt_tol = inf switches the last step off (F again from each status-1 answer): it is
+    # itself a restart, which can land on a closer flip point than the restarts' answer.
+    plain = fliplib.closest_flip_points(model, x, "all", search="local", options=dict(opt_tol=np.inf))
+    more = fliplib.closest_flip_points(model, x, "all", search="local",
+                                       options=dict(restarts=2, seed=1, opt_tol=np.inf))
+    again = fliplib.closest_flip_points(model, x, "all", search="local",
+                                        options=dict(restarts=2, seed=1, opt_tol=np.inf))
     done = plain.status != -1
     assert np.all(more.success[plain.success])
     # Never farther, up to rounding: the restarts change the batch's shape, which may move the
@@ -667,6 +671,25 @@ def test_polishing_ends_feasible_answers_at_status_0():
     assert np.all(unpolished.success)
     assert np.all(res.distance <= unpolished.distance * (1 + flip.sqp.KEEP_LAST))
     assert np.any(res.distance > unpolished.distance * (1 + 1e-7))  # some were replaced
+
+
+def test_ten_classes_in_five_dimensions_end_at_first_order_optimal_points():
+    # Issue 19's example: ten classes meet in five dimensions, so F's QP linearises more
+    # classes than there are features.  Its dual was then left unsolved after F's budget, F
+    # had no descent direction of its merit, and (0, 2), (0, 5) and (1, 8) ended at status 1;
+    # SLSQP from fliplib's (1, 8) point was 1.6% closer.  Now every answer is at status 0 and
+    # SLSQP from it gains nothing.
+    net = fliplib.erf_network([5, 10, 10], sigma=0.5, seed=3)
+    x = np.random.default_rng(8).normal(size=(3, 5))
+    res = fliplib.closest_flip_points(net, x, "all")
+    check_evidence(res, net)
+    done = res.status != -1
+    assert np.all(res.status[done] == 0), np.argwhere(res.status > 0)
+    for i, j in [(0, 2), (0, 5), (1, 8)]:
+        ref = slsqp_flip_point(net, x[i], int(res.source[i, j]), j, x_start=res.x[i, j])
+        z = numpy_logits(net, ref["x"])[0]
+        assert abs(z[res.source[i, j]] - z[j]) <= 1e-6 * max(1.0, abs(z[res.source[i, j]])), (i, j)
+        assert res.distance[i, j] <= ref["distance"] * (1 + 1e-3), (i, j)
 
 
 def test_a_failed_problem_has_an_infinite_distance():
