@@ -61,8 +61,10 @@ BETA_REJECT, BETA_MAX = 4.0, 1e6
 ARMIJO = 1e-4
 #: Projected-Newton iterations of the dual QP.  With more features than rows the multipliers
 #: converge in a handful; with more rows than features (nine rows, 2 to 12 features), 12
-#: iterations leave 1% of random such QPs unsolved and 30 leave 0.03%.  The loop ends once no multiplier moves, so on
-#: chapter 3's network (100 features) the larger budget costs no measurable time.
+#: iterations leave 1% of random such QPs unsolved and 30 leave 0.03%.  The loop ends once no
+#: multiplier moves, so on chapter 3's network (100 features) the larger budget and the longer
+#: search of :data:`NEWTON_TRIALS` cost no measurable time; where the rows are badly scaled
+#: (chapter 2's sharp copy, gradients up to 1e9) an SQP iteration costs up to twice as much.
 DUAL_ITER = 30
 #: Ridge of the dual QP's Newton system, relative to its trace.  With more rows than free
 #: features (ten classes and five inputs, or a box that pins most features) the dual Hessian
