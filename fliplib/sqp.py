@@ -61,10 +61,8 @@ BETA_REJECT, BETA_MAX = 4.0, 1e6
 ARMIJO = 1e-4
 #: Projected-Newton iterations of the dual QP.  With more features than rows the multipliers
 #: converge in a handful; with more rows than features (nine rows, 2 to 12 features), 12
-#: iterations leave 1% of random such QPs unsolved and 30 leave 0.03%.  The loop ends once no
-#: multiplier moves, so on chapter 3's network (100 features) the larger budget and the longer
-#: search of :data:`NEWTON_TRIALS` cost no measurable time; where the rows are badly scaled
-#: (chapter 2's sharp copy, gradients up to 1e9) an SQP iteration costs up to twice as much.
+#: iterations leave 1% of random such QPs unsolved and 30 leave 0.03%.  Only the problems whose
+#: multipliers still move take a step, and the loop ends once none does.
 DUAL_ITER = 30
 #: Ridge of the dual QP's Newton system, relative to its trace.  With more rows than free
 #: features (ten classes and five inputs, or a box that pins most features) the dual Hessian
@@ -76,8 +74,13 @@ RIDGE = 1e-8
 #: halvings of a step scaled by 1e12 left such QPs to the safe step, a gradient ascent: after
 #: twelve iterations the multipliers of a QP of issue 19's example (ten classes, five inputs)
 #: were a third of their value, and F, without a descent direction of its merit, stalled at a
-#: point that was not optimal.
+#: point that was not optimal.  Where the full Newton step fails, the other trials are
+#: evaluated together, in blocks of :data:`TRIAL_FLOATS` (one at a time, they made chapter 2's
+#: sharp copy, gradients up to 1e9, twice as slow per SQP iteration).
 NEWTON_TRIALS, SAFE_TRIALS = 30, 6
+#: Floats of one block of those trials (problems x trials x features; 64 MB): the trials of
+#: up to this many floats are evaluated in one pass, the rest in further passes.
+TRIAL_FLOATS = 2**23
 #: Halvings of the line search before a step is rejected.
 LINE_SEARCH = 12
 #: A final stage whose logit gap has not fallen by 10% in this many iterations has stalled.
@@ -176,33 +179,42 @@ def dual_qp(A, b, x0, lo, hi, w, is_eq, n_iter: int):
     """
     ineq = tf.logical_not(is_eq)[None, :]
 
-    def primal(lam_):
-        q = x0 + tf.einsum("nr,nrd->nd", lam_, A) / w
-        return q, tf.clip_by_value(q, lo, hi)
-
-    def dual_value(lam_):
-        _, p_ = primal(lam_)
-        return 0.5 * tf.reduce_sum(w * tf.square(p_ - x0), axis=1) - tf.reduce_sum(
-            lam_ * (tf.einsum("nrd,nd->nr", A, p_) - b), axis=1)
-
     def iterate(k, lam, moving):
-        new_lam = _dual_ascent(A, b, lo, hi, w, ineq, lam, primal, dual_value)
-        moving = moving & tf.reduce_any(tf.abs(new_lam - lam) > 1e-12 * (1.0 + tf.abs(lam)), axis=1)
-        return k + 1, tf.where(moving[:, None], new_lam, lam), moving
+        # Only the problems whose multipliers still move take a step: a frozen problem's answer
+        # does not depend on the rest of the batch, and it costs nothing.
+        idx = tf.where(moving)
+        sub = [tf.gather_nd(t, idx) for t in (A, b, x0, lo, hi, w, lam)]
+        new_sub = _dual_ascent(*sub[:6], ineq, sub[6])
+        still = tf.reduce_any(tf.abs(new_sub - sub[6]) > 1e-12 * (1.0 + tf.abs(sub[6])), axis=1)
+        return (k + 1, tf.tensor_scatter_nd_update(lam, idx, tf.where(still[:, None], new_sub, sub[6])),
+                tf.tensor_scatter_nd_update(moving, idx, still))
 
-    # A graph loop, not an unrolled one: the compiled SQP step stays small.  A problem whose
-    # multipliers no longer move is left alone, so that its answer does not depend on the other
-    # problems of the batch; the loop ends once none moves.
+    # A graph loop, not an unrolled one: the compiled SQP step stays small.  It ends once no
+    # problem's multipliers move.
     _, lam, _ = tf.while_loop(lambda k, _, moving: (k < n_iter) & tf.reduce_any(moving), iterate,
                               (tf.constant(0), tf.zeros_like(b), tf.ones_like(b[:, 0], dtype=tf.bool)))
-    return primal(lam)[1], lam
+    return _primal(A, x0, lo, hi, w, lam[:, None])[1][:, 0], lam
 
 
-def _dual_ascent(A, b, lo, hi, w, ineq, lam, primal, dual_value):
+def _primal(A, x0, lo, hi, w, lam):
+    """``q = x0 + W^{-1} A^T lam`` and ``p(lam) = clip(q, lo, hi)`` for ``t`` multiplier vectors
+    per problem (``lam``: (n, t, rows); returns two (n, t, d) tensors)."""
+    q = x0[:, None] + tf.einsum("ntr,nrd->ntd", lam, A) / w[:, None]
+    return q, tf.clip_by_value(q, lo[:, None], hi[:, None])
+
+
+def _dual_value(A, b, x0, lo, hi, w, lam):
+    """The dual ``theta(lam)`` of :func:`dual_qp` at ``t`` multiplier vectors per problem: (n, t)."""
+    _, p = _primal(A, x0, lo, hi, w, lam)
+    return 0.5 * tf.reduce_sum(w[:, None] * tf.square(p - x0[:, None]), axis=2) - tf.reduce_sum(
+        lam * (tf.einsum("nrd,ntd->ntr", A, p) - b[:, None]), axis=2)
+
+
+def _dual_ascent(A, b, x0, lo, hi, w, ineq, lam):
     """One projected Newton step of :func:`dual_qp`, with backtracking and a safe fallback step."""
     n_rows = A.shape[1]
     eye = tf.eye(n_rows, dtype=tf.float64)[None]
-    q, p = primal(lam)
+    q, p = (t[:, 0] for t in _primal(A, x0, lo, hi, w, lam[:, None]))
     free = tf.cast((q > lo) & (q < hi), tf.float64)
     grad = b - tf.einsum("nrd,nd->nr", A, p)
     hess = tf.einsum("nrd,nsd->nrs", A * (free / w)[:, None, :], A)
@@ -218,27 +230,46 @@ def _dual_ascent(A, b, lo, hi, w, ineq, lam, primal, dual_value):
     # does not (at a kink of the dual, or where an inequality multiplier hits zero).
     bound = tf.reduce_sum(tf.abs(tf.einsum("nrd,nsd->nrs", A / w[:, None, :], A)), axis=2)
     safe = keep * grad / (bound + reg[:, :, 0] + 1e-300)
-    base = dual_value(lam)
+    base = _dual_value(A, b, x0, lo, hi, w, lam[:, None])[:, 0]
 
-    # Backtracking along the projection arc lam(alpha) = P[lam + alpha step] (Bertsekas 1982):
-    # the Newton step halved up to NEWTON_TRIALS - 1 times, then the safe step; the loop ends
-    # as soon as every problem has accepted a step (usually the full Newton step).
-    def backtrack(trial_k, new_lam, accepted):
-        newton_phase = trial_k < NEWTON_TRIALS
-        step = tf.where(newton_phase, newton, safe)
-        alpha = 0.5 ** tf.cast(tf.where(newton_phase, trial_k, trial_k - NEWTON_TRIALS), tf.float64)
-        trial = lam + alpha * step
-        trial = tf.where(ineq, tf.maximum(trial, 0.0), trial)
-        slope = tf.maximum(tf.reduce_sum(grad * (trial - lam), axis=1), 0.0)
-        ok = dual_value(trial) >= base + 1e-4 * slope - 1e-12 * tf.abs(base)
-        take = ok & tf.logical_not(accepted)
-        return trial_k + 1, tf.where(take[:, None], trial, new_lam), accepted | ok
+    def first_ascent(idx, steps):
+        """Of the trial steps (m, t, rows) of problems ``idx``, taken along the projection arc
+        ``lam(alpha) = P[lam + alpha step]`` (Bertsekas 1982), the first that passes the Armijo
+        test on the projected displacement; ``lam`` where none does."""
+        lam_i, grad_i, base_i = (tf.gather(t, idx) for t in (lam, grad, base))
+        trial = lam_i[:, None] + steps
+        trial = tf.where(ineq[:, None], tf.maximum(trial, 0.0), trial)
+        slope = tf.maximum(tf.reduce_sum(grad_i[:, None] * (trial - lam_i[:, None]), axis=2), 0.0)
+        value = _dual_value(*(tf.gather(t, idx) for t in (A, b, x0, lo, hi, w)), trial)
+        ok = value >= base_i[:, None] + 1e-4 * slope - 1e-12 * tf.abs(base_i[:, None])
+        first = tf.argmax(tf.cast(ok, tf.int32), axis=1)  # the first passing trial (0 if none)
+        found = tf.reduce_any(ok, axis=1)
+        return tf.where(found[:, None], tf.gather(trial, first, axis=1, batch_dims=1), lam_i), found
+
+    # The full Newton step for every problem; where it fails, the other trials in order: the
+    # Newton step halved up to NEWTON_TRIALS - 1 times, then the safe step halved up to
+    # SAFE_TRIALS - 1 times.  The first that passes is the step sequential backtracking takes;
+    # the trials are searched in blocks as large as TRIAL_FLOATS allows, usually all in one.
+    new_lam, found = first_ascent(tf.range(tf.shape(lam)[0]), newton[:, None])
+    n_trials = NEWTON_TRIALS - 1 + SAFE_TRIALS
+    alphas = tf.concat([0.5 ** tf.range(1, NEWTON_TRIALS, dtype=tf.float64),
+                        0.5 ** tf.range(SAFE_TRIALS, dtype=tf.float64)], axis=0)
+    use_newton = tf.range(n_trials) < NEWTON_TRIALS - 1
+    searching = tf.reduce_sum(tf.cast(tf.logical_not(found), tf.int64)) * tf.shape(A, out_type=tf.int64)[2]
+    block = tf.cast(tf.clip_by_value(TRIAL_FLOATS // tf.maximum(searching, 1), 1, n_trials), tf.int32)
+
+    def search(start, new_lam, found):
+        rows = tf.cast(tf.where(tf.logical_not(found))[:, 0], tf.int32)
+        trials = tf.range(start, tf.minimum(start + block, n_trials))
+        direction = tf.where(tf.gather(use_newton, trials)[None, :, None], tf.gather(newton, rows)[:, None],
+                             tf.gather(safe, rows)[:, None])
+        taken, ok = first_ascent(rows, tf.gather(alphas, trials)[None, :, None] * direction)
+        return (start + block, tf.tensor_scatter_nd_update(new_lam, rows[:, None], taken),
+                tf.tensor_scatter_nd_update(found, rows[:, None], ok))
 
     _, new_lam, _ = tf.while_loop(
-        lambda trial_k, _, accepted: ((trial_k < NEWTON_TRIALS + SAFE_TRIALS)
-                                      & tf.logical_not(tf.reduce_all(accepted))),
-        backtrack, (tf.constant(0), lam, tf.zeros_like(base, dtype=tf.bool)),
-    )
+        lambda start, _, found: (start < n_trials) & tf.logical_not(tf.reduce_all(found)), search,
+        (tf.constant(0), new_lam, found))
     return tf.where(tf.math.is_finite(new_lam), new_lam, lam)
 
 
