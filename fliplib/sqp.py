@@ -183,10 +183,10 @@ def dual_qp(A, b, x0, lo, hi, w, is_eq, n_iter: int):
         # Only the problems whose multipliers still move take a step: a frozen problem's answer
         # does not depend on the rest of the batch, and it costs nothing.
         idx = tf.where(moving)
-        sub = [tf.gather_nd(t, idx) for t in (A, b, x0, lo, hi, w, lam)]
-        new_sub = _dual_ascent(*sub[:6], ineq, sub[6])
-        still = tf.reduce_any(tf.abs(new_sub - sub[6]) > 1e-12 * (1.0 + tf.abs(sub[6])), axis=1)
-        return (k + 1, tf.tensor_scatter_nd_update(lam, idx, tf.where(still[:, None], new_sub, sub[6])),
+        A_m, b_m, x0_m, lo_m, hi_m, w_m, lam_m = (tf.gather_nd(t, idx) for t in (A, b, x0, lo, hi, w, lam))
+        new_m = _dual_ascent(A_m, b_m, x0_m, lo_m, hi_m, w_m, ineq, lam_m)
+        still = tf.reduce_any(tf.abs(new_m - lam_m) > 1e-12 * (1.0 + tf.abs(lam_m)), axis=1)
+        return (k + 1, tf.tensor_scatter_nd_update(lam, idx, tf.where(still[:, None], new_m, lam_m)),
                 tf.tensor_scatter_nd_update(moving, idx, still))
 
     # A graph loop, not an unrolled one: the compiled SQP step stays small.  It ends once no
