@@ -233,14 +233,17 @@ def _dual_ascent(A, b, x0, lo, hi, w, ineq, lam):
     base = _dual_value(A, b, x0, lo, hi, w, lam[:, None])[:, 0]
 
     def first_ascent(idx, steps):
-        """Of the trial steps (m, t, rows) of problems ``idx``, taken along the projection arc
-        ``lam(alpha) = P[lam + alpha step]`` (Bertsekas 1982), the first that passes the Armijo
-        test on the projected displacement; ``lam`` where none does."""
-        lam_i, grad_i, base_i = (tf.gather(t, idx) for t in (lam, grad, base))
+        """Of the trial steps (m, t, rows) of problems ``idx`` (every problem if None), taken
+        along the projection arc ``lam(alpha) = P[lam + alpha step]`` (Bertsekas 1982), the first
+        that passes the Armijo test on the projected displacement; ``lam`` where none does."""
+        def pick(t):
+            return t if idx is None else tf.gather(t, idx)
+
+        lam_i, grad_i, base_i = pick(lam), pick(grad), pick(base)
         trial = lam_i[:, None] + steps
         trial = tf.where(ineq[:, None], tf.maximum(trial, 0.0), trial)
         slope = tf.maximum(tf.reduce_sum(grad_i[:, None] * (trial - lam_i[:, None]), axis=2), 0.0)
-        value = _dual_value(*(tf.gather(t, idx) for t in (A, b, x0, lo, hi, w)), trial)
+        value = _dual_value(pick(A), pick(b), pick(x0), pick(lo), pick(hi), pick(w), trial)
         ok = value >= base_i[:, None] + 1e-4 * slope - 1e-12 * tf.abs(base_i[:, None])
         first = tf.argmax(tf.cast(ok, tf.int32), axis=1)  # the first passing trial (0 if none)
         found = tf.reduce_any(ok, axis=1)
@@ -250,7 +253,7 @@ def _dual_ascent(A, b, x0, lo, hi, w, ineq, lam):
     # Newton step halved up to NEWTON_TRIALS - 1 times, then the safe step halved up to
     # SAFE_TRIALS - 1 times.  The first that passes is the step sequential backtracking takes;
     # the trials are searched in blocks as large as TRIAL_FLOATS allows, usually all in one.
-    new_lam, found = first_ascent(tf.range(tf.shape(lam)[0]), newton[:, None])
+    new_lam, found = first_ascent(None, newton[:, None])
     n_trials = NEWTON_TRIALS - 1 + SAFE_TRIALS
     alphas = tf.concat([0.5 ** tf.range(1, NEWTON_TRIALS, dtype=tf.float64),
                         0.5 ** tf.range(SAFE_TRIALS, dtype=tf.float64)], axis=0)
